@@ -1,0 +1,241 @@
+"""Reading fMRI region time series (the model's targets).
+
+Three sources: (a) TSV tables with one column per region and a JSON sidecar giving the TR,
+(b) the NeuroBOLT release's pickled tables, read only when the user says they trust them (and
+converted to TSV once with :func:`convert_neurobolt_pickles`), and (c) 4-D NIfTI BOLD images with
+an atlas image given by path, through nilearn's maskers with motion confounds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the NeuroBOLT tables that are not DiFuMo regions.
+GLOBAL_COLUMNS = ("global signal clean", "global signal raw")
+
+
+@dataclass
+class RegionSeries:
+    """Region time series of one fMRI scan.
+
+    Attributes
+    ----------
+    data : array, shape (n_volumes, n_regions)
+    roi_names : list of str
+    tr : float
+        Repetition time (s).
+    source : Path | None
+    """
+
+    data: np.ndarray
+    roi_names: list[str]
+    tr: float
+    source: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.source) if self.source is not None else "region series"
+
+    @property
+    def n_volumes(self) -> int:
+        return self.data.shape[0]
+
+    def select(self, roi_names: list[str]) -> "RegionSeries":
+        """The given regions, in the given order (names matched exactly, apostrophes normalised)."""
+        def key(n: str) -> str:
+            return n.replace("\u2019", "'").strip().lower()
+        index = {key(n): i for i, n in enumerate(self.roi_names)}
+        missing = [n for n in roi_names if key(n) not in index]
+        if missing:
+            raise ValueError(f"{self.label} lacks region column(s) {missing[:5]}"
+                             f"{' and more' if len(missing) > 5 else ''} ({len(missing)} of "
+                             f"{len(roi_names)}). Its columns are {self.roi_names[:4]}...")
+        cols = [index[key(n)] for n in roi_names]
+        return RegionSeries(self.data[:, cols], list(roi_names), self.tr, self.source)
+
+
+def sidecar_path(tsv: Path) -> Path:
+    """The JSON sidecar of a TSV (``x.tsv`` -> ``x.json``)."""
+    return tsv.with_suffix(".json")
+
+
+def read_region_tsv(path: str | Path, *, tr: float | None = None) -> RegionSeries:
+    """Read a region-series TSV (header = region names) and the TR from its JSON sidecar.
+
+    Parameters
+    ----------
+    path : path-like
+        The TSV file.
+    tr : float | None
+        Expected TR (s). When given and the sidecar disagrees, an error says so; when the sidecar
+        is absent, this TR is used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Region series file {path} does not exist.")
+    with path.open(encoding="utf-8", newline="") as fid:
+        rows = list(csv.reader(fid, delimiter="\t"))
+    if len(rows) < 2:
+        raise ValueError(f"{path} has no data rows; expected a header of region names and one row "
+                         "per fMRI volume.")
+    header = rows[0]
+    if len(set(header)) != len(header):
+        raise ValueError(f"{path} has duplicate column names.")
+    try:
+        data = np.array([[float(v) if v not in ("n/a", "") else np.nan for v in r] for r in rows[1:]])
+    except ValueError as err:
+        raise ValueError(f"{path}: non-numeric value in the region series ({err}).") from None
+    if data.ndim != 2 or data.shape[1] != len(header):
+        bad = next(i for i, r in enumerate(rows[1:], start=2) if len(r) != len(header))
+        raise ValueError(f"{path}: line {bad} has a different number of columns than the header.")
+    side = sidecar_path(path)
+    side_tr = None
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{side} is not valid JSON: {err}") from None
+        if "RepetitionTime" not in meta:
+            raise ValueError(f"{side} lacks the field 'RepetitionTime' (the TR in seconds).")
+        side_tr = meta["RepetitionTime"]
+        if not isinstance(side_tr, (int, float)) or not 0.1 <= side_tr <= 10:
+            raise ValueError(f"{side}: RepetitionTime {side_tr!r} is not a TR in seconds "
+                             "(expected a number between 0.1 and 10).")
+    if side_tr is not None and tr is not None and abs(side_tr - tr) > 1e-6:
+        raise ValueError(f"{side} says RepetitionTime {side_tr} s but {tr} s was expected "
+                         "(config key tr). Fix whichever is wrong.")
+    final_tr = side_tr if side_tr is not None else tr
+    if final_tr is None:
+        raise ValueError(f"No TR for {path}: add a JSON sidecar {side.name} with "
+                         '{"RepetitionTime": <seconds>} or pass the TR.')
+    return RegionSeries(data, header, float(final_tr), path)
+
+
+def write_region_tsv(path: str | Path, series: RegionSeries, **sidecar) -> Path:
+    """Write region series as TSV + JSON sidecar (``RepetitionTime`` and any extra fields)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fid:
+        w = csv.writer(fid, delimiter="\t", lineterminator="\n")
+        w.writerow(series.roi_names)
+        for row in series.data:
+            w.writerow([f"{v:.6g}" for v in row])
+    meta = {"RepetitionTime": series.tr, **sidecar}
+    sidecar_path(path).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
+                                  encoding="utf-8")
+    return path
+
+
+def read_neurobolt_pickle(path: str | Path, *, trust_pickle: bool = False,
+                          tr: float = 2.1) -> RegionSeries:
+    """Read one NeuroBOLT release table (``*_difumo64_roi.pkl``, a pickled pandas DataFrame).
+
+    Unpickling runs code from the file, so it happens only with ``trust_pickle=True`` (the CLI's
+    ``--trust-pickle``). Convert the release to TSV once with :func:`convert_neurobolt_pickles`.
+    """
+    path = Path(path)
+    if not trust_pickle:
+        raise ValueError(
+            f"{path} is a pickle; reading it would run code stored in the file. If you trust its "
+            "origin, convert the folder once: `rtbold convert-neurobolt --trust-pickle ROOT OUT`, "
+            "then use the TSV files."
+        )
+    import pandas as pd
+
+    df = pd.read_pickle(path)
+    if not hasattr(df, "columns"):
+        raise ValueError(f"{path} does not hold a table (got {type(df).__name__}).")
+    return RegionSeries(df.to_numpy(dtype=np.float64), [str(c) for c in df.columns], tr, path)
+
+
+def convert_neurobolt_pickles(root: str | Path, out: str | Path, *, trust_pickle: bool = False,
+                              tr: float = 2.1) -> list[Path]:
+    """Convert every ``fMRI_difumo*/*.pkl`` of a NeuroBOLT release to TSV + JSON in ``out``.
+
+    The EEG files stay where they are; :func:`rtbold.datasets.discover_scans` pairs them with the
+    converted tables when ``out`` is the release's ``fMRI_difumo64_tsv`` folder or any folder given
+    to it.
+    """
+    root, out = Path(root), Path(out)
+    pkls = sorted(p for d in ("fMRI_difumo64", "fMRI_difumo") for p in (root / d).glob("*.pkl"))
+    if not pkls:
+        raise FileNotFoundError(f"No fMRI_difumo64/*.pkl or fMRI_difumo/*.pkl under {root}.")
+    written = []
+    for pkl in pkls:
+        series = read_neurobolt_pickle(pkl, trust_pickle=trust_pickle, tr=tr)
+        written.append(write_region_tsv(out / (pkl.stem + ".tsv"), series, Source=pkl.name,
+                                        Atlas="DiFuMo64"))
+    logger.info("Converted %d NeuroBOLT tables to %s", len(written), out)
+    return written
+
+
+def read_region_npz(path: str | Path, scan: int | str = 0) -> RegionSeries:
+    """One scan from an npz like rtbold's packaged real data (``data``, ``columns``, ``tr_s``)."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("data", "columns", "tr_s") if k not in z]
+        if missing:
+            raise ValueError(f"{path} lacks array(s) {missing}; expected data [scans, TRs, regions], "
+                             "columns and tr_s.")
+        data, columns = z["data"], [str(c) for c in z["columns"]]
+        tr = round(float(z["tr_s"]), 6)  # stored as float32
+        scans = [str(s) for s in z["scans"]] if "scans" in z else [str(i) for i in range(len(data))]
+    idx = scans.index(scan) if isinstance(scan, str) else int(scan)
+    return RegionSeries(np.asarray(data[idx], dtype=np.float64), columns, tr, path)
+
+
+def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: list[str], *,
+                          confounds: str | Path | None = None, tr: float | None = None,
+                          labels: bool = False) -> RegionSeries:
+    """Region series from a 4-D NIfTI BOLD image and an atlas image, as NeuroBOLT made them.
+
+    Parameters
+    ----------
+    bold : path-like
+        4-D BOLD NIfTI.
+    atlas_maps : path-like
+        A 4-D probabilistic atlas (e.g. DiFuMo maps, one volume per region: NiftiMapsMasker) or,
+        with ``labels=True``, a 3-D label image (NiftiLabelsMasker).
+    roi_names : list of str
+        Names of the atlas regions in order (e.g. ``rtbold.atlas.load_atlas(64).roi_names``).
+    confounds : path-like | None
+        Motion parameters (one row per volume, e.g. 6 columns from AFNI volreg; whitespace or
+        tab separated, an optional header) regressed out, standardised.
+    tr : float | None
+        TR (s); read from the NIfTI header when None.
+    """
+    import nibabel as nib
+    from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
+
+    bold, atlas_maps = Path(bold), Path(atlas_maps)
+    for p in (bold, atlas_maps):
+        if not p.is_file():
+            raise FileNotFoundError(f"NIfTI file {p} does not exist.")
+    img = nib.load(bold)
+    if img.ndim != 4:
+        raise ValueError(f"{bold} is {img.ndim}-D; a BOLD series must be 4-D.")
+    if tr is None:
+        tr = float(img.header.get_zooms()[3])
+        if not 0.1 <= tr <= 10:
+            raise ValueError(f"{bold}: header TR {tr} looks wrong; pass the TR explicitly.")
+    conf = None
+    if confounds is not None:
+        conf = np.loadtxt(confounds, comments="#", ndmin=2)
+        if conf.shape[0] != img.shape[3]:
+            raise ValueError(f"{confounds} has {conf.shape[0]} rows but {bold} has {img.shape[3]} "
+                             "volumes.")
+    kw = dict(detrend=True, standardize="zscore_sample", standardize_confounds=True, t_r=tr)
+    masker = (NiftiLabelsMasker(atlas_maps, **kw) if labels else NiftiMapsMasker(atlas_maps, **kw))
+    data = masker.fit_transform(img, confounds=conf)
+    if data.shape[1] != len(roi_names):
+        raise ValueError(f"{atlas_maps} gave {data.shape[1]} regions but {len(roi_names)} names were "
+                         "given; pass the names of this atlas.")
+    return RegionSeries(np.asarray(data, dtype=np.float64), list(roi_names), tr, bold)
