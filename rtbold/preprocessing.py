@@ -274,11 +274,23 @@ class EEGPreprocessor:
         return out, times
 
     def run(self, data: np.ndarray, first_time: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """A whole recording in one call (offline path): process + flush."""
-        times_in = first_time + np.arange(data.shape[1]) / self.resampler.sfreq_in
-        a, ta = self.process(data, times_in)
-        b, tb = self.flush()
-        return np.concatenate([a, b], axis=1), np.concatenate([ta, tb])
+        """A whole recording (offline path): process in blocks of 10 s, then flush.
+
+        Blocks keep temporaries small for long high-rate recordings; the output is the same as
+        for any other chunking.
+        """
+        sfreq = self.resampler.sfreq_in
+        block = int(10 * sfreq)
+        outs, times = [], []
+        for start in range(0, data.shape[1], block):
+            stop = min(start + block, data.shape[1])
+            o, t = self.process(data[:, start:stop], first_time + np.arange(start, stop) / sfreq)
+            outs.append(o.astype(np.float32))
+            times.append(t)
+        o, t = self.flush()
+        outs.append(o.astype(np.float32))
+        times.append(t)
+        return np.concatenate(outs, axis=1), np.concatenate(times)
 
 
 def resample(data: np.ndarray, sfreq_in: float, *, sfreq_out: float = SFREQ,
