@@ -16,8 +16,7 @@ from . import __version__
 #: Subcommand modules, in the order ``rtbold --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "convert",
-    "train",
-    "gui.cli",
+    "stream.replay",
 )
 
 
