@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .channels import ChannelMapping
-from .io.eeg import EEGRecording, read_eeg
+from .io.eeg import EEGRecording, marker_matches, read_eeg
 from .io.fmri import RegionSeries, read_neurobolt_pickle, read_region_tsv
 from .preprocessing import (SFREQ, WINDOW_S, WINDOW_SAMPLES, EEGPreprocessor, TargetStats,
                             extract_window, preprocess_targets, window_end_index)
@@ -141,11 +141,6 @@ def read_targets(spec: ScanSpec, *, tr: float | None = None,
     return read_region_tsv(spec.bold_path, tr=tr)
 
 
-def _marker_matches(description: str, marker: str) -> bool:
-    d, m = description.replace(" ", ""), marker.replace(" ", "")
-    return d == m or d.endswith("/" + m)
-
-
 def volume_times(rec: EEGRecording, n_volumes: int, *, marker: str | None = DEFAULT_MARKER,
                  tr: float | None = None, first_volume_s: float | None = None,
                  skip_markers: int = 0) -> np.ndarray:
@@ -163,7 +158,7 @@ def volume_times(rec: EEGRecording, n_volumes: int, *, marker: str | None = DEFA
     """
     end = rec.first_time + rec.duration
     if marker is not None:
-        onsets = np.array([a.onset for a in rec.annotations if _marker_matches(a.description, marker)])
+        onsets = np.array([a.onset for a in rec.annotations if marker_matches(a.description, marker)])
         onsets = onsets[skip_markers:] + rec.first_time
         if len(onsets) == 0:
             seen = sorted({a.description for a in rec.annotations})

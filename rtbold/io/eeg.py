@@ -95,6 +95,16 @@ class EEGRecording:
             )
 
 
+def marker_matches(description: str, marker: str) -> bool:
+    """Whether an annotation or LSL marker is the configured volume marker.
+
+    Spaces are ignored and a BrainVision type prefix is allowed: mne reads ``R149`` markers as
+    ``"Response/R149"`` and ``S  1`` as ``"Stimulus/S  1"``; they match ``"R149"`` and ``"S1"``.
+    """
+    d, m = description.replace(" ", ""), marker.replace(" ", "")
+    return d == m or d.endswith("/" + m)
+
+
 def read_eeg(path: str | Path, *, stream_name: str | None = None) -> EEGRecording:
     """Read an EEG recording.
 

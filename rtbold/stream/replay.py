@@ -50,7 +50,6 @@ so ``fast`` avoids losses this way:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -61,6 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..io.eeg import EEGRecording, marker_matches, read_eeg
+from ..io.fmri import read_region_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -96,65 +98,13 @@ class MeasuredBold:
     path: Path
 
 
-def read_recording(path: str | Path, *, stream_name: str | None = None):
-    """Read an EEG file as an :class:`rtbold.io.eeg.EEGRecording` (EEG channels in microvolts).
-
-    Uses :func:`rtbold.io.eeg.read_eeg` (mne formats and XDF) when it is available and falls back to
-    :func:`mne.io.read_raw` otherwise.
-    """
+def read_recording(path: str | Path, *, stream_name: str | None = None) -> EEGRecording:
+    """Read the recording to replay (any format :func:`rtbold.io.eeg.read_eeg` reads)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"EEG file {path} does not exist; give the path of a recording to "
                                 "replay (EDF, BrainVision .vhdr, EEGLAB .set, FIF, XDF, ...).")
-    try:
-        from rtbold.io.eeg import read_eeg
-    except ImportError:  # the shared reader is not there yet: read with mne directly
-        return _read_with_mne(path)
     return read_eeg(path, stream_name=stream_name)
-
-
-@dataclass
-class _Annotation:
-    onset: float
-    duration: float
-    description: str
-
-
-@dataclass
-class _Recording:  # same fields as rtbold.io.eeg.EEGRecording, used only by the mne fallback
-    data: np.ndarray
-    sfreq: float
-    ch_names: list
-    ch_types: list
-    annotations: list
-    source: Path | None = None
-    first_time: float = 0.0
-
-
-def _read_with_mne(path: Path) -> _Recording:
-    import mne
-
-    if path.suffix.lower() == ".xdf":
-        raise ValueError(f"{path}: reading XDF needs rtbold.io.eeg.read_eeg, which this install "
-                         "lacks; convert the file to FIF or EDF first.")
-    raw = mne.io.read_raw(path, preload=True, verbose="error")
-    types = raw.get_channel_types()
-    data = raw.get_data()
-    scale = np.array([1e6 if t in _VOLTAGE_TYPES else 1.0 for t in types])
-    annotations = [_Annotation(float(a["onset"]) - raw.first_time, float(a["duration"]),
-                               str(a["description"])) for a in raw.annotations]
-    return _Recording(data=data * scale[:, None], sfreq=float(raw.info["sfreq"]),
-                      ch_names=list(raw.ch_names), ch_types=list(types),
-                      annotations=annotations, source=path)
-
-
-def marker_matches(description: str, marker: str) -> bool:
-    """Whether an annotation is the volume marker: its description, spaces removed, ends with it.
-
-    mne reads BrainVision ``Response/R149`` markers as ``"Response/R149"`` and ``S  1`` as
-    ``"Stimulus/S  1"``; both match ``"R149"`` / ``"S1"`` here.
-    """
-    return description.replace(" ", "").endswith(marker.replace(" ", ""))
 
 
 _ENTITY_RE = re.compile(r"^(?P<prefix>.+?)_(eeg|ieeg)$")
@@ -182,28 +132,16 @@ def find_measured_bold(eeg_path: str | Path) -> Path | None:
 
 
 def read_measured_bold(tsv: str | Path) -> MeasuredBold:
-    """Read a region time-series TSV (header = region names) and its JSON sidecar."""
+    """Read a region time-series TSV (header = region names) and the TR from its JSON sidecar."""
     tsv = Path(tsv)
-    with tsv.open(encoding="utf-8", newline="") as fid:
-        rows = list(csv.reader(fid, delimiter="\t"))
-    if not rows or not rows[0]:
-        raise ValueError(f"{tsv} is empty; expected a header of region names and one row per "
-                         "volume.")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    try:
-        data = np.array([[float(v) if v not in ("n/a", "") else np.nan for v in r] for r in body],
-                        dtype=float).reshape(len(body), len(header))
-    except ValueError as err:
-        raise ValueError(f"{tsv}: every row must have {len(header)} numeric values "
-                         f"({err}).") from None
+    series = read_region_tsv(tsv)
     sidecar = tsv.with_suffix(".json")
     meta = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
     atlas = meta.get("Atlas")
     if atlas is None:
         found = re.search(r"_atlas-([A-Za-z0-9]+)_", tsv.name)
         atlas = found.group(1) if found else "unknown"
-    tr = meta.get("RepetitionTime")
-    return MeasuredBold(data=data, roi_names=header, tr=None if tr is None else float(tr),
+    return MeasuredBold(data=series.data, roi_names=series.roi_names, tr=series.tr,
                         atlas=str(atlas), path=tsv)
 
 
