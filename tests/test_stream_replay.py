@@ -364,3 +364,27 @@ def test_replay_loop_continues_stream_time(tmp_path):
     assert len(mts) == 10
     np.testing.assert_allclose(np.array(mts) - rep.t0,
                                np.r_[onsets, onsets + n / raw.info["sfreq"]], atol=1e-9, rtol=0)
+
+
+def test_preroll_pushes_the_first_seconds_at_once_then_paces(eeg_files):
+    """Pre-roll: after a consumer connects, the first 3 s arrive at once, stamped in the past;
+    the rest follows in real time on the same stream-time axis."""
+    sid = _uid("replay-preroll")
+    rep = Replayer(eeg_files["eeglab"], name=sid, source_id=sid, preroll_s=3.0,
+                   consumer_grace_s=0.1)  # this test opens no marker inlet
+    rep.start()
+    try:
+        inlet = _inlet(sid)
+        t_connect = pylsl.local_clock()
+        n_pre = int(3.0 * rep.sfreq)
+        data, stamps, receipts = _pull_until(inlet, lambda n: n >= n_pre + int(rep.sfreq))
+        t_pre = next(t for t, n in receipts if n >= n_pre)
+        assert t_pre - t_connect < 1.0, "pre-roll must arrive at once, not in 3 s"
+        t_done = receipts[-1][0]
+        assert t_done - t_pre > 0.6, "after the pre-roll, samples are paced in real time"
+        np.testing.assert_allclose(np.diff(stamps), 1 / rep.sfreq, atol=1e-6)
+        assert stamps[0] == pytest.approx(rep.t0)
+        assert rep.t0 < t_connect - 2.0  # stamped in the past, as if recorded all along
+        np.testing.assert_allclose(data[:100], rep._samples[:100], rtol=1e-6)
+    finally:
+        rep.stop()

@@ -199,13 +199,19 @@ class Replayer:
         measured-BOLD) streams to get one too, so the first markers are not pushed to nobody.
     stream_name : str | None
         XDF only: which stream of the file is the EEG.
+    preroll_s : float
+        Paced modes: wait for a consumer, then push the first ``preroll_s`` stream-seconds at
+        once, stamped in the past as if the amplifier had been running that long, and pace the
+        rest. A live session then has its first full 16 s window right away (``rtbold demo``).
     """
 
     def __init__(self, path, *, name: str | None = None, source_id: str | None = None,
                  speed: float = 1.0, fast: bool = False, loop: bool = False,
                  marker: str | None = "R149", chunk_s: float = 0.02, measured=None,
                  wait_consumer_s: float = 60.0, consumer_grace_s: float = 1.0,
-                 stream_name: str | None = None) -> None:
+                 stream_name: str | None = None, preroll_s: float = 0.0) -> None:
+        if not preroll_s >= 0:
+            raise ValueError(f"preroll_s must be >= 0, got {preroll_s!r}.")
         if not fast and not (speed > 0 and math.isfinite(speed)):
             raise ValueError(f"speed must be a positive number, got {speed!r}.")
         if not chunk_s > 0:
@@ -226,6 +232,7 @@ class Replayer:
         self.chunk = max(1, int(round(chunk_s * self.sfreq)))
         self.wait_consumer_s = float(wait_consumer_s)
         self.consumer_grace_s = float(consumer_grace_s)
+        self.preroll_s = 0.0 if fast else float(preroll_s)
         # Sample-major float32 once, so each push is a view (no per-chunk conversion).
         self._samples = np.ascontiguousarray(rec.data.T, dtype=np.float32)
 
@@ -386,11 +393,13 @@ class Replayer:
         eeg = self._outlets["eeg"]
         markers = self._outlets["markers"]
         measured = self._outlets.get("measured")
-        if self.fast and not self._wait_consumers(eeg):
+        waits = self.fast or self.preroll_s > 0
+        if waits and not self._wait_consumers(eeg):
             raise RuntimeError(f"No consumer connected to LSL stream {self.name!r} (source_id "
-                               f"{self.source_id!r}) within {self.wait_consumer_s:g} s in fast "
-                               "mode; start the consumer first or replay in real time.")
-        if self.fast:
+                               f"{self.source_id!r}) within {self.wait_consumer_s:g} s in "
+                               f"{'fast mode' if self.fast else 'pre-roll'}; start the consumer "
+                               "first or replay in real time without pre-roll.")
+        if waits:
             # The EEG consumer usually opens its marker inlet right after: give it a moment.
             others = [o for o in (markers, measured) if o is not None]
             deadline = pylsl.local_clock() + self.consumer_grace_s
@@ -401,8 +410,8 @@ class Replayer:
         n, sfreq = self.n_times, self.sfreq
         ev_samples = np.array([e[0] for e in self.events], dtype=np.int64)
         n_meas = 0 if self.measured is None else min(len(self.events), self.measured.data.shape[0])
-        rate = math.inf if self.fast else sfreq * self.speed
-        self.t0 = t0 = pylsl.local_clock()
+        t_wall0 = pylsl.local_clock()
+        self.t0 = t0 = t_wall0 - self.preroll_s  # pre-roll samples are stamped in the past
         logger.info("Replaying %s as LSL %r (%d ch, %g Hz, %s) from stream time %.3f", self.path,
                     self.name, len(self.recording.ch_names), sfreq,
                     "fast" if self.fast else f"{self.speed:g}x", t0)
@@ -421,7 +430,7 @@ class Replayer:
                                            f"{self.wait_consumer_s:g} s.")
                 else:
                     # The chunk is due when its last sample is: from the start, never cumulative.
-                    due = t0 + (pass_start + stop - 1) / rate
+                    due = t_wall0 + ((pass_start + stop - 1) / sfreq - self.preroll_s) / self.speed
                     delay = due - pylsl.local_clock()
                     if delay > 0 and self._stop.wait(delay):
                         return
