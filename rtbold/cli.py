@@ -15,6 +15,7 @@ from . import __version__
 
 #: Subcommand modules, in the order ``rtbold --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "simulator.cli",
     "convert",
     "stream.replay",
 )

@@ -1,0 +1,315 @@
+"""Write simulated scans as a BIDS-like EEG-fMRI dataset (layout in .dev/CONTRACT.md).
+
+Nothing written carries a timestamp, so the same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..atlas import load_atlas
+from ..config import to_dict
+from .bold import load_bold_source
+from .config import SimulatorConfig
+from .core import ScanResult, ScanSimulator
+
+logger = logging.getLogger(__name__)
+
+#: Above this many values (channels x samples) the .eeg file is streamed block by block
+#: instead of handing one array to pybv (which makes float64 copies of it).
+PYBV_MAX_VALUES = 20_000_000
+DERIV = Path("derivatives") / "rtbold-sim"
+
+
+@dataclass
+class SimulationSummary:
+    """What :func:`simulate_dataset` wrote."""
+
+    out_dir: Path
+    files: list[Path]
+    n_scans: int
+    scan_duration_s: float
+    ceiling_mean: float
+    ceiling_by_network: dict[str, float]
+    oracle_mean: float
+    seconds: float = 0.0
+    per_scan_ceiling: dict[str, float] = field(default_factory=dict)
+
+    def format(self) -> str:
+        nets = ", ".join(f"{k} {v:.2f}" for k, v in self.ceiling_by_network.items())
+        oracle = "n/a (scans < 100 volumes)" if np.isnan(self.oracle_mean) else f"{self.oracle_mean:.3f}"
+        return (f"Wrote {len(self.files)} files for {self.n_scans} scan(s) to {self.out_dir} "
+                f"in {self.seconds:.1f} s.\n"
+                f"Scan duration: {self.scan_duration_s:.1f} s of EEG per scan.\n"
+                f"Ceiling (upper bound, corr(BOLD, HRF * EEG-visible drive)) mean R = "
+                f"{self.ceiling_mean:.3f}\n  by network: {nets}\n"
+                f"Noisy oracle (ridge from the true source envelopes, held-out) mean R = {oracle}")
+
+
+def _marker(cfg: SimulatorConfig) -> tuple[str, int]:
+    m = re.fullmatch(r"([SR])\s*(\d+)", cfg.marker)
+    return ("Response" if m.group(1) == "R" else "Stimulus"), int(m.group(2))
+
+
+def _write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _write_tsv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "n/a" if np.isnan(v) else f"{float(v):.6g}"
+        return str(v)
+
+    lines = ["\t".join(header)] + ["\t".join(fmt(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _savez_deterministic(path: Path, **arrays: np.ndarray) -> None:
+    """Like ``np.savez_compressed`` but with fixed zip timestamps (same seed, same bytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fid:
+                np.lib.format.write_array(fid, np.asanyarray(arr), allow_pickle=False)
+
+
+def write_brainvision(sim: ScanSimulator, folder: Path, base: str,
+                      max_in_memory: int = PYBV_MAX_VALUES) -> tuple[list[Path], np.ndarray | None]:
+    """Write the scan's EEG (µV, float32) with one marker per volume.
+
+    Small recordings go through ``pybv.write_brainvision``; large ones (e.g. 20 min at 5 kHz)
+    are streamed block by block into a file of the same format (multiplexed little-endian
+    float32, resolution 0.1 µV, the header and marker text pybv writes) so memory stays at one
+    block plus the internal-rate neural signals. Returns the paths and the data if it was held.
+    """
+    import pybv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ch_names = list(sim.result(None).ch_names)
+    mtype, mval = _marker(sim.cfg)
+    samples = sim.volume_samples
+    if len(ch_names) * sim.n_times <= max_in_memory:
+        data = np.concatenate(list(sim.blocks()), axis=1)
+        events = [{"onset": int(s), "duration": 1, "description": mval, "type": mtype}
+                  for s in samples]
+        pybv.write_brainvision(data=data.astype(np.float64) * 1e-6, sfreq=sim.cfg.sfreq,
+                               ch_names=ch_names, fname_base=base, folder_out=folder,
+                               events=events, overwrite=True, unit="µV", resolution=0.1)
+        return [folder / f"{base}.{e}" for e in ("vhdr", "vmrk", "eeg")], data
+    eeg = folder / f"{base}.eeg"
+    with eeg.open("wb") as fid:
+        for block in sim.blocks():
+            (block / np.float32(0.1)).astype("<f4").T.tofile(fid)
+    width = len(str(mval))
+    code = f"{mtype[0]}{mval:>{width}}"
+    vmrk = folder / f"{base}.vmrk"
+    lines = ["Brain Vision Data Exchange Marker File, Version 1.0",
+             f"; Exported using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
+             "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", "", "[Marker Infos]",
+             "; Each entry: Mk<Marker number>=<Type>,<Description>,<Position in data points>,",
+             ";             <Size in data points>, <Channel number (0 = marker is related to all channels)>",
+             ";             <Date (YYYYMMDDhhmmssuuuuuu)>",
+             "; Fields are delimited by commas, some fields might be omitted (empty).",
+             r'; Commas in type or description text are coded as "\1".']
+    # BrainVision positions are 1-based
+    lines += [f"Mk{i + 1}={mtype},{code},{int(s) + 1},1,0" for i, s in enumerate(samples)]
+    vmrk.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    vhdr = folder / f"{base}.vhdr"
+    lines = ["Brain Vision Data Exchange Header File Version 1.0",
+             f"; Written using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
+             "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", f"MarkerFile={vmrk.name}",
+             "DataFormat=BINARY", "; Data orientation: MULTIPLEXED=ch1,pt1, ch2,pt1 ...",
+             "DataOrientation=MULTIPLEXED", f"NumberOfChannels={len(ch_names)}",
+             "; Sampling interval in microseconds", f"SamplingInterval={1e6 / sim.cfg.sfreq}", "",
+             "[Binary Infos]", "BinaryFormat=IEEE_FLOAT_32", "", "[Channel Infos]",
+             "; Each entry: Ch<Channel number>=<Name>,<Reference channel name>,",
+             '; <Resolution in "Unit">,<Unit>, Future extensions..',
+             "; Fields are delimited by commas, some fields might be omitted (empty).",
+             r'; Commas in channel names are coded as "\1".']
+    lines += [f"Ch{i + 1}={n},,0.1,µV" for i, n in enumerate(ch_names)]
+    lines += ["", "[Comment]", ""]
+    vhdr.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [vhdr, vmrk, eeg], None
+
+
+def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: str,
+                cfg: SimulatorConfig) -> list[Path]:
+    base = f"sub-{sub}_task-rest_run-{run}"
+    eeg_dir, func_dir = root / f"sub-{sub}" / "eeg", root / f"sub-{sub}" / "func"
+    files, _ = write_brainvision(sim, eeg_dir, f"{base}_eeg")
+    duration = sim.n_times / cfg.sfreq
+    files.append(_write_json(eeg_dir / f"{base}_eeg.json", {
+        "TaskName": "rest", "TaskDescription": "simulated eyes-closed rest (rtbold simulate)",
+        "SamplingFrequency": cfg.sfreq, "EEGChannelCount": len(res.ch_names), "EOGChannelCount": 0,
+        "ECGChannelCount": 0, "EMGChannelCount": 0, "MiscChannelCount": 0, "TriggerChannelCount": 0,
+        "EEGReference": "average", "PowerLineFrequency": cfg.line_freq if cfg.line_freq else "n/a",
+        "SoftwareFilters": "n/a", "RecordingType": "continuous",
+        "RecordingDuration": round(duration, 6), "Manufacturer": "rtbold simulator",
+        "ManufacturersModelName": f"rtbold {__version__}", "CapManufacturer": "n/a",
+        "EEGPlacementScheme": "10-20 (NeuroBOLT 26-channel subset)",
+        "VolumeMarker": cfg.marker, "RepetitionTime": res.tr,
+    }))
+    files.append(_write_tsv(eeg_dir / f"{base}_channels.tsv",
+                            ["name", "type", "units", "sampling_frequency", "status"],
+                            [[n, "EEG", "µV", cfg.sfreq, "good"] for n in res.ch_names]))
+    files.append(_write_tsv(eeg_dir / f"{base}_events.tsv",
+                            ["onset", "duration", "sample", "trial_type", "value"],
+                            [[float(o), 0.0, int(s), "volume", cfg.marker]
+                             for o, s in zip(res.volume_onsets, res.volume_samples)]))
+    atlas = load_atlas(64)
+    tsv = func_dir / f"{base}_atlas-DiFuMo64_timeseries.tsv"
+    func_dir.mkdir(parents=True, exist_ok=True)
+    with tsv.open("w", encoding="utf-8", newline="\n") as fid:
+        fid.write("\t".join(atlas.roi_names) + "\n")
+        for row in res.bold:
+            fid.write("\t".join(repr(float(v)) for v in row) + "\n")
+    files.append(tsv)
+    files.append(_write_json(tsv.with_suffix(".json"), {
+        "RepetitionTime": res.tr, "Atlas": "DiFuMo64", "NumberOfVolumes": int(res.bold.shape[0]),
+        "FirstVolumeOnsetInEEG": float(res.volume_onsets[0]),
+        "Source": (f"real region series {res.source_scan} (NeuroBOLT VU, CC-BY-4.0), first "
+                   f"{res.bold.shape[0]} volumes, unchanged" if cfg.mode == "semi"
+                   else "synthetic (group FC, 1/f latent drive convolved with the HRF)"),
+    }))
+    deriv = root / DERIV / f"sub-{sub}"
+    deriv.mkdir(parents=True, exist_ok=True)
+    npz = deriv / f"{base}_desc-latent.npz"
+    _savez_deterministic(
+        npz, times=res.latent_times.astype(np.float64), u_eeg=res.latent,
+        vigilance=res.vigilance, explainable_bold=res.explainable.astype(np.float32),
+        ceiling=res.ceiling, deconv_fit=res.deconv_fit, oracle_r=res.oracle_r,
+        hrf_peaks=res.subject.hrf_peaks, visibility=res.subject.visibility,
+        source_pos=res.subject.source_pos, coupling=res.subject.weights.astype(np.float32),
+        volume_onsets=res.volume_onsets, roi_names=np.array(res.roi_names),
+    )
+    files.append(npz)
+    return files
+
+
+def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None, *,
+                     overwrite: bool = False, progress: bool = True) -> SimulationSummary:
+    """Simulate ``n_subjects x scans_per_subject`` scans and write them under ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Dataset root; must be empty or absent unless ``overwrite``.
+    config : SimulatorConfig | None
+        Knobs (defaults when None).
+    overwrite : bool
+        Allow writing into a non-empty folder (files of the same name are replaced).
+    progress : bool
+        Show a tqdm bar over scans.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    cfg = config if config is not None else SimulatorConfig()
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} exists and is not a folder.")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise ValueError(f"{root} is not empty; choose an empty folder or pass --overwrite.")
+    t0 = time.perf_counter()
+    source = load_bold_source(cfg.bold_from or None, tr=cfg.tr) if cfg.mode == "semi" else None
+    atlas = load_atlas(64)
+    root.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    ceilings, oracles, scan_cols, participants = [], [], [], []
+    jobs = [(s, k) for s in range(cfg.n_subjects) for k in range(cfg.scans_per_subject)]
+    duration = 0.0
+    scan_sources: dict[str, str] = {}
+    for s, k in tqdm(jobs, desc="simulate", unit="scan", disable=not progress):
+        sim = ScanSimulator(cfg, s, k, source)
+        res = sim.result(None)
+        sub, run = f"{s + 1:02d}", f"{k + 1:02d}"
+        files += _scan_files(root, res, sim, sub, run, cfg)
+        del sim
+        duration = res.n_times / cfg.sfreq
+        ceilings.append(res.ceiling)
+        oracles.append(res.oracle_r)
+        scan_cols.append(f"sub-{sub}_run-{run}")
+        scan_sources[scan_cols[-1]] = res.source_scan
+        if k == 0:
+            p = res.subject
+            participants.append([f"sub-{sub}", round(float(np.mean(p.hrf_peaks)), 3),
+                                 round(p.iaf, 3), round(p.heart_rate, 1), res.source_scan])
+    files.append(_write_tsv(root / "participants.tsv",
+                            ["participant_id", "hrf_peak_mean_s", "iaf_hz", "heart_rate_bpm",
+                             "bold_source_first_run"], participants))
+    files.append(_write_json(root / "participants.json", {
+        "hrf_peak_mean_s": {"Description": "mean over regions of the simulated HRF peak time", "Units": "s"},
+        "iaf_hz": {"Description": "individual alpha frequency of the simulated subject", "Units": "Hz"},
+        "heart_rate_bpm": {"Description": "heart rate of the residual ballistocardiogram", "Units": "1/min"},
+        "bold_source_first_run": {"Description": "real scan whose region series drive run 1 (semi-synthetic mode)"},
+    }))
+    files.append(_write_json(root / "dataset_description.json", {
+        "Name": "rtbold simulated simultaneous EEG-fMRI (rest)", "BIDSVersion": "1.9.0",
+        "DatasetType": "raw", "License": "CC-BY-4.0",
+        "GeneratedBy": [{"Name": "rtbold simulate", "Version": __version__}],
+        "SourceDatasets": [{"URL": "https://huggingface.co/datasets/NeurdyLab/NeuroBOLT",
+                            "Description": "real DiFuMo-64 region series (semi-synthetic mode)"}],
+    }))
+    readme = root / "README"
+    readme.write_text(
+        "Simulated simultaneous EEG-fMRI made by `rtbold simulate` (seed "
+        f"{cfg.seed}, mode {cfg.mode}).\nEEG: BrainVision, µV, 26 channels, one '{cfg.marker}' "
+        "marker per fMRI volume. BOLD: DiFuMo-64 region series under func/.\n"
+        "derivatives/rtbold-sim holds the knobs, the per-region ceiling (an upper bound on the "
+        "EEG-explainable correlation) and the latent drive of every scan.\n", encoding="utf-8")
+    files.append(readme)
+    C, O = np.array(ceilings), np.array(oracles)
+    deriv = root / DERIV
+    files.append(_write_json(deriv / "dataset_description.json", {
+        "Name": "rtbold simulator ground truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "rtbold simulate", "Version": __version__}]}))
+    files.append(_write_json(deriv / "knobs.json", {
+        "rtbold_version": __version__, "config": to_dict(cfg),
+        "bold_source": (source.origin if source is not None else "synthetic"),
+        "scan_sources": scan_sources,
+        "assignment": "semi-synthetic: simulated scan i (subject-major order) uses real scan "
+                      "i modulo the number of real scans, in the file's order",
+    }))
+    files.append(_write_tsv(
+        deriv / "ceiling.tsv",
+        ["region", "network", "ceiling_r", "oracle_r", *scan_cols],
+        [[atlas.roi_names[r], atlas.networks[r], float(C[:, r].mean()),
+          float(np.nanmean(O[:, r])) if np.isfinite(O[:, r]).any() else float("nan"),
+          *[float(c) for c in C[:, r]]] for r in range(64)]))
+    files.append(_write_json(deriv / "ceiling.json", {
+        "ceiling_r": "per region, mean over scans of corr(measured BOLD, HRF * u_eeg) where u_eeg "
+                     "is the part of the drive that enters the EEG envelopes. An UPPER BOUND: it "
+                     "ignores envelope noise, volume conduction and sensor noise. It is per "
+                     "region; a model that pools regions can in principle exceed it slightly.",
+        "oracle_r": "noisy oracle: ridge from the true source log-envelopes (HRF-convolved), "
+                    "trained on the first 70 % of each scan, R on the last part after a 20 s gap; "
+                    "n/a for scans under 100 volumes.",
+        "ceiling_mean": float(C.mean()),
+    }))
+    nets = {n: float(C[:, atlas.regions_in(n)].mean()) for n in dict.fromkeys(atlas.networks)}
+    order = [n for n in ("Visual", "Somatomotor", "Dorsal attention", "Salience/ventral attention",
+                         "Frontoparietal control", "Default", "Subcortical/other") if n in nets]
+    return SimulationSummary(
+        out_dir=root, files=files, n_scans=len(jobs), scan_duration_s=duration,
+        ceiling_mean=float(C.mean()), ceiling_by_network={n: nets[n] for n in order},
+        oracle_mean=float(np.nanmean(O)) if np.isfinite(O).any() else float("nan"),
+        seconds=time.perf_counter() - t0,
+        per_scan_ceiling={n: float(c.mean()) for n, c in zip(scan_cols, C)},
+    )
