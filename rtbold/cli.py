@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",
     "convert",
     "stream.replay",
+    "gui.cli",
 )
 
 

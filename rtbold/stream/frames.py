@@ -1,0 +1,67 @@
+"""What the live engine hands to its consumers: one :class:`Frame` per TR and :class:`EngineStatus`.
+
+Both are plain dataclasses so the GUI, the recorder and tests can use them without importing
+anything from the engine's threads. Times are LSL stream times (clock-corrected), never wall time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Latency stages reported in :attr:`Frame.latency` (seconds since the tick was seen).
+STAGES: tuple[str, ...] = ("window_ready", "inference_start", "inference_end", "published",
+                           "recorded")
+
+
+@dataclass
+class Frame:
+    """One predicted BOLD frame.
+
+    Attributes
+    ----------
+    index : int
+        TR counter from session start (counts every tick, skipped ones included, so a gap in the
+        indices shows a skipped TR).
+    t : float
+        Stream time (LSL clock, s) of the window end = volume time.
+    values : array, shape (P,)
+        Predicted BOLD (float32, normalised units as trained).
+    feedback : float | None
+        Z-scored feedback value (None until enough frames for a baseline).
+    flags : tuple of str
+        ``()`` when clean; ``"gap"`` (window overlaps lost samples or a reconnection), ``"nan"``
+        (window overlaps NaN samples that were replaced), ``"late"`` (published more than one TR
+        after the tick), ``"internal_clock"`` (tick from the internal clock, not a trigger).
+    latency : dict
+        Stage -> seconds since the tick (``window_ready``, ``inference_start``, ``inference_end``,
+        ``published``, ``recorded``).
+    measured : array, shape (P,) | None
+        Measured BOLD at this TR when a measured-bold stream is present.
+    """
+
+    index: int
+    t: float
+    values: np.ndarray
+    feedback: float | None = None
+    flags: tuple[str, ...] = ()
+    latency: dict[str, float] = field(default_factory=dict)
+    measured: np.ndarray | None = None
+
+
+@dataclass
+class EngineStatus:
+    """Snapshot of the engine's state, sent to ``on_status`` about twice a second."""
+
+    connected: bool = False
+    stream_name: str = ""
+    effective_sfreq: float = 0.0
+    lost_samples: int = 0
+    buffer_fill: float = 0.0
+    last_tick: float | None = None
+    device: str = ""
+    bundle: str = ""
+    n_frames: int = 0
+    n_skipped: int = 0
+    message: str = ""
