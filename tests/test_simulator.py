@@ -164,6 +164,18 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     np.testing.assert_array_equal(r1.bold, r3.bold)  # semi-synthetic: same real series
 
 
+def test_subject_offset_makes_the_same_subject_alone(tmp_path):
+    """A held-out subject can be made alone: offset 1 gives the second subject of a full run."""
+    both = simulate_dataset(tmp_path / "both", simulator_config(n_subjects=2, n_volumes=20),
+                            progress=False)
+    alone = simulate_dataset(tmp_path / "alone", simulator_config(n_subjects=1, n_volumes=20,
+                                                                  subject_offset=1), progress=False)
+    eeg = sorted(p.relative_to(tmp_path / "alone") for p in alone.files if p.suffix == ".eeg")
+    assert [str(p) for p in eeg] == ["sub-02/eeg/sub-02_task-rest_run-01_eeg.eeg"]
+    assert (tmp_path / "alone" / eeg[0]).read_bytes() == (tmp_path / "both" / eeg[0]).read_bytes()
+    assert len([p for p in both.files if p.suffix == ".eeg"]) == 2
+
+
 # ---- EEG realism --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -233,7 +233,8 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     root.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     ceilings, oracles, scan_cols, participants = [], [], [], []
-    jobs = [(s, k) for s in range(cfg.n_subjects) for k in range(cfg.scans_per_subject)]
+    jobs = [(s, k) for s in range(cfg.subject_offset, cfg.subject_offset + cfg.n_subjects)
+            for k in range(cfg.scans_per_subject)]
     duration = 0.0
     scan_sources: dict[str, str] = {}
     for s, k in tqdm(jobs, desc="simulate", unit="scan", disable=not progress):

@@ -17,6 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file with a [simulate] table (see configs/simulate.toml)")
     p.add_argument("--subjects", type=int, default=None, dest="n_subjects", metavar="N")
+    p.add_argument("--subject-offset", type=int, default=None, metavar="I",
+                   help="index of the first subject (make held-out subjects alone)")
     p.add_argument("--scans-per-subject", type=int, default=None, dest="scans_per_subject",
                    metavar="K")
     p.add_argument("--n-volumes", type=int, default=None, dest="n_volumes", metavar="T",
@@ -38,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .bids import simulate_dataset
 
-    overrides = {k: getattr(args, k) for k in ("n_subjects", "scans_per_subject", "n_volumes",
+    overrides = {k: getattr(args, k) for k in ("n_subjects", "subject_offset", "scans_per_subject", "n_volumes",
                                               "sfreq", "seed", "bold_from", "mode", "coupling",
                                               "snr")}
     cfg = load_simulator_config(args.config, **overrides)

@@ -22,6 +22,10 @@ class SimulatorConfig:
     # --- dataset shape -------------------------------------------------------------------
     mode: str = field(default="semi", metadata={"choices": ("semi", "synthetic")})
     n_subjects: int = field(default=4, metadata={"range": (1, 200)})
+    #: Index of the first simulated subject: subjects offset .. offset + n_subjects - 1 are made
+    #: (each subject's parameters and real BOLD scan depend on its index and the seed), so a
+    #: held-out subject can be made alone, e.g. the demo recording.
+    subject_offset: int = field(default=0, metadata={"range": (0, 10_000)})
     scans_per_subject: int = field(default=1, metadata={"range": (1, 20)})
     n_volumes: int = field(default=575, metadata={"range": (10, 5000)})
     tr: float = field(default=2.1, metadata={"range": (0.5, 5.0)})
