@@ -17,6 +17,8 @@ from . import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",
     "convert",
+    "train",
+    "evaluate",
     "stream.replay",
     "gui.cli",
 )

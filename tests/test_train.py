@@ -1,0 +1,269 @@
+"""Offline trainer: chunk sampler, config errors, a 1-epoch run, resume, DDP (gloo, 2 processes).
+
+The dataset is hand-built here: three subjects, one BrainVision run each (pybv, µV, one "R149"
+marker per volume) and a DiFuMo-64 region TSV whose first regions follow an EEG band envelope.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtbold.atlas import load_atlas
+from rtbold.config import ConfigError
+from rtbold.montage import load_montage
+
+TR = 2.1
+N_VOL = 40
+LEAD_S = 17.0  # first volume 17 s into the EEG, so every volume has a full 16-s window
+EEG_SFREQ = 100.0
+
+
+def make_tiny_bids(root: Path, n_subjects: int = 3, n_vol: int = N_VOL, seed: int = 0,
+                   sim_derivatives: bool = False) -> Path:
+    """Write a tiny BIDS EEG-fMRI dataset (BrainVision + DiFuMo-64 TSV) under ``root``."""
+    import pybv
+    from scipy.signal import butter, filtfilt
+
+    rng = np.random.default_rng(seed)
+    ch = list(load_montage().ch_names)
+    names = load_atlas(64).roi_names
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "tiny rtbold test", "BIDSVersion": "1.8.0"}))
+    (root / "participants.tsv").write_text(
+        "participant_id\n" + "".join(f"sub-{i + 1:02d}\n" for i in range(n_subjects)))
+    n = int((LEAD_S + n_vol * TR + 1.0) * EEG_SFREQ)
+    t = np.arange(n) / EEG_SFREQ
+    b, a = butter(4, [8 / 50, 12 / 50], btype="band")
+    for i in range(n_subjects):
+        sub = f"sub-{i + 1:02d}"
+        drive = filtfilt(*butter(2, 0.05 / 50), rng.standard_normal(n)) * 40 + 1
+        alpha = filtfilt(b, a, rng.standard_normal((len(ch), n)), axis=1)
+        eeg = 10 * rng.standard_normal((len(ch), n)) + 20 * alpha * np.exp(drive)[None]
+        onsets = (LEAD_S + np.arange(n_vol) * TR) * EEG_SFREQ
+        eeg_dir = root / sub / "eeg"
+        eeg_dir.mkdir(parents=True, exist_ok=True)
+        pybv.write_brainvision(
+            data=eeg, sfreq=EEG_SFREQ, ch_names=ch, fname_base=f"{sub}_task-rest_run-01_eeg",
+            folder_out=str(eeg_dir), overwrite=True,
+            events=[{"onset": int(o), "description": 149, "type": "Response"} for o in onsets])
+        # BOLD: the drive sampled at the volumes, lagged ~5 s, mixed into the first 8 regions
+        vol_t = onsets / EEG_SFREQ
+        lagged = np.interp(vol_t - 5.0, t, drive)
+        y = rng.standard_normal((n_vol, 64))
+        y[:, :8] += 3 * (lagged - lagged.mean())[:, None] / (lagged.std() + 1e-9)
+        func = root / sub / "func"
+        func.mkdir(parents=True, exist_ok=True)
+        stem = f"{sub}_task-rest_run-01_atlas-DiFuMo64_timeseries"
+        with open(func / f"{stem}.tsv", "w", encoding="utf-8") as fid:
+            fid.write("\t".join(names) + "\n")
+            for row in y:
+                fid.write("\t".join(f"{v:.6f}" for v in row) + "\n")
+        (func / f"{stem}.json").write_text(json.dumps({"RepetitionTime": TR, "Atlas": "DiFuMo64"}))
+    if sim_derivatives:  # the simulator's ceiling table: one row per region, one column per scan
+        d = root / "derivatives" / "rtbold-sim"
+        d.mkdir(parents=True, exist_ok=True)
+        scans = [f"sub-{i + 1:02d}_run-01" for i in range(n_subjects)]
+        rows = ["\t".join(["region", "network", "ceiling_r", "oracle_r", *scans])]
+        for k, nm in enumerate(names):
+            r = 0.9 if k < 8 else 0.2
+            rows.append("\t".join([nm, "x", str(r), "nan", *[str(r)] * n_subjects]))
+        (d / "ceiling.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def tiny_config(tmp_path: Path, data_root: Path, model: str = "unebolt", **train) -> Path:
+    """TOML for a tiny 1-epoch run."""
+    t = {"protocol": "cross_subject", "epochs": 1, "batch_size": 32, "warmup_epochs": 0.0,
+         "max_windows_per_scan": 36, "progress": False, "eval_batch_size": 16,
+         "device": "cpu", **train}
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        return repr(v)
+    lines = ["[data]", f'root = "{data_root}"',
+             "[model]", f'name = "{model}"', 'size = "tiny"',
+             "[train]", *[f"{k} = {val(v)}" for k, v in t.items()],
+             "[output]", f'dir = "{tmp_path / "run"}"']
+    path = tmp_path / "train.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_bids(tmp_path_factory):
+    return make_tiny_bids(tmp_path_factory.mktemp("bids") / "ds", sim_derivatives=True)
+
+
+# ------------------------------------------------------------------ sampler and schedule
+def test_chunk_sampler_never_mixes_scans_and_keeps_order():
+    from rtbold.train import ChunkBatchSampler, _runs_by_scan
+
+    # items as (scan, volume): scan 0 has volumes 0..9 and 12..20 (a hole), scan 1 has 0..14
+    items = [(0, k) for k in [*range(10), *range(12, 21)]] + [(1, k) for k in range(15)]
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(items))              # dataset order need not be time order
+    items = [items[i] for i in perm]
+    runs = _runs_by_scan(items)
+    sampler = ChunkBatchSampler(runs, 4, shuffle=True, jitter=True, seed=3)
+    orders = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 2 + 2 + 3   # jitter never costs a chunk
+        for batch in batches:
+            assert len(batch) == 4
+            scans = {items[i][0] for i in batch}
+            assert len(scans) == 1                   # never mixes scans
+            vols = [items[i][1] for i in batch]
+            assert vols == list(range(vols[0], vols[0] + 4))   # consecutive, in time order
+        orders.append([tuple(b) for b in batches])
+    assert len({tuple(o) for o in orders}) > 1       # reshuffled across epochs
+    sampler.set_epoch(1)
+    assert [tuple(b) for b in sampler] == orders[1]  # same epoch, same batches (resume)
+
+
+def test_chunk_sampler_ranks_are_disjoint_and_equal():
+    from rtbold.train import ChunkBatchSampler
+
+    runs = [list(range(0, 50)), list(range(50, 83))]
+    s0 = ChunkBatchSampler(runs, 5, seed=1, rank=0, world_size=2)
+    s1 = ChunkBatchSampler(runs, 5, seed=1, rank=1, world_size=2)
+    b0, b1 = list(s0), list(s1)
+    assert len(b0) == len(b1) == 8                   # 16 chunks dealt evenly
+    assert not {tuple(b) for b in b0} & {tuple(b) for b in b1}
+
+
+def test_lr_schedule_matches_model_md():
+    from rtbold.train import lr_schedule
+
+    total, warm = 3180, 795
+    assert lr_schedule(0, total, warm, 3e-4, 1e-6) == 0.0
+    assert lr_schedule(warm - 1, total, warm, 3e-4, 1e-6) == pytest.approx(3e-4)
+    assert lr_schedule(total, total, warm, 3e-4, 1e-6) == pytest.approx(1e-6)
+    mid = warm + (total - warm) // 2
+    assert lr_schedule(mid, total, warm, 3e-4, 1e-6) == pytest.approx(
+        1e-6 + 0.5 * (3e-4 - 1e-6), rel=1e-3)
+
+
+# ------------------------------------------------------------------ config errors
+@pytest.mark.parametrize("section, body, key", [
+    ("train", "batch_size = 8", "train.batch_size"),           # UnEBOLT needs >= 32
+    ("train", 'protocol = "loso"', "train.protocol"),
+    ("train", "lr = -1.0", "train.lr"),
+    ("train", "alpha = 0.95\nbeta = 0.1", "train.alpha"),
+    ("model", 'size = "huge"', "model.size"),
+    ("train", "epoch = 3", "epoch"),                            # typo: unknown key named
+    ("data", "n_regions = 100", "data.n_regions"),
+])
+def test_bad_config_names_the_key(tmp_path, section, body, key):
+    from rtbold.train import load_train_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[{section}]\n{body}\n")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_train_config(path)
+
+
+def test_shipped_configs_load():
+    from rtbold.train import load_train_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("train_demo.toml", "train_unebolt_base.toml"):
+        cfg = load_train_config(root / name)
+        assert cfg.train.batch_size >= 32
+
+
+def test_intra_scan_split_uses_each_scan_chronologically():
+    from types import SimpleNamespace
+
+    from rtbold.train import make_split
+
+    scans = [SimpleNamespace(spec=SimpleNamespace(subject=f"sub-0{i}", scan="run-01",
+                                                  name=f"sub-0{i}_run-01"),
+                             valid=np.r_[np.zeros(8, bool), np.ones(567, bool)], tr=2.1)
+             for i in range(2)]
+    split = make_split(scans, "intra_scan")
+    train = [k for s, k in split.items["train"] if s == 0]
+    val = [k for s, k in split.items["val"] if s == 0]
+    test = [k for s, k in split.items["test"] if s == 0]
+    assert (len(train), len(val), len(test)) == (453, 46, 48)
+    assert max(train) + 10 < min(val) and max(val) + 10 < min(test)
+    assert min(train) == 8                           # invalid volumes never used
+
+
+# ------------------------------------------------------------------ end to end
+def test_one_epoch_run_writes_complete_bundle_and_resumes(tiny_bids, tmp_path):
+    from rtbold.models import load_bundle
+    from rtbold.train import load_train_config, train
+
+    cfg_path = tiny_config(tmp_path, tiny_bids)
+    cfg = load_train_config(cfg_path)
+    res = train(cfg)
+    out = tmp_path / "run"
+    assert res.bundle is not None and res.bundle.exists()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["epoch"] == 1
+    assert log[0]["val"]["n_windows"] > 0 and np.isfinite(log[0]["val"]["mse"])
+    assert "tcorr" in log[0]["val"] and np.isfinite(log[0]["train_loss"])
+    model, meta = load_bundle(res.bundle)
+    md = meta if isinstance(meta, dict) else getattr(meta, "__dict__", {})
+    flat = json.dumps(md, default=str)
+    for key in ("ch_names", "roi_names", "tr", "sfreq", "target_normalisation", "atlas",
+                "training", "metrics", "semi-synthetic"):
+        assert key in flat, key
+    x = np.zeros((2, 26, 3200), np.float32)
+    import torch
+
+    with torch.no_grad():
+        assert tuple(model(torch.from_numpy(x)).shape) == (2, 64)
+
+    # resume: a second epoch continues from the checkpoint, not from scratch
+    cfg2 = load_train_config(cfg_path, {"train": {"epochs": 2}})
+    res2 = train(cfg2, resume=True)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert log[1]["iteration"] == 2 * log[0]["iteration"]
+    assert len(res2.history) == 2
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1
+
+
+def test_ddp_two_cpu_processes_end_identical(tiny_bids, tmp_path):
+    # NeuroBOLT + MSE so that batches of 8 give each rank two steps on the one training scan
+    cfg_path = tiny_config(tmp_path, tiny_bids, model="neurobolt", batch_size=8)
+    # rank 1 sees a different seed (seed + rank): identical weights prove DDP synchronised them
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(29500 + os.getpid() % 1000), "-m", "rtbold.cli", "train",
+           str(cfg_path), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    digests = summary["ddp"]["weight_digests"]
+    assert summary["ddp"]["world_size"] == 2 and len(digests) == 2
+    assert digests[0] == digests[1]
+
+
+def test_resume_without_checkpoint_says_where(tiny_bids, tmp_path):
+    from rtbold.train import load_train_config, train
+
+    cfg = load_train_config(tiny_config(tmp_path, tiny_bids))
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        train(cfg, resume=True)
+
+
+def test_bf16_on_cpu_is_refused_with_the_key(tmp_path):
+    from rtbold.train import load_train_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[train]\ndevice = "cpu"\nbf16 = true\n')
+    with pytest.raises(ConfigError, match=r"train\.bf16"):
+        load_train_config(path)
