@@ -207,7 +207,8 @@ def _meta_from_model(model: nn.Module, metadata: dict[str, Any]) -> BundleMeta:
     return BundleMeta.from_dict(data, source="save_bundle")
 
 
-def save_bundle(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+def save_bundle(path: str | Path, model: nn.Module, metadata: dict[str, Any], *,
+                storage_dtype: str | None = None) -> None:
     """Write ``model``'s weights and metadata to one ``.safetensors`` file.
 
     Parameters
@@ -222,14 +223,24 @@ def save_bundle(path: str | Path, model: nn.Module, metadata: dict[str, Any]) ->
         ``notes``. Model name, size, config, ``n_rois`` and ``ch_names`` are taken from the model.
         Unknown keys are kept under ``extra``. Values must be JSON-serialisable (numpy is
         converted).
+    storage_dtype : str | None
+        ``"float16"`` or ``"bfloat16"`` stores floating-point weights at half size (e.g. the
+        packaged demo model); :func:`load_bundle` restores the model's own dtype. None keeps them.
     """
     from safetensors.torch import save_file
+
+    dtypes = {None: None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if storage_dtype not in dtypes:
+        raise ValueError(f"storage_dtype must be one of {list(dtypes)}, got {storage_dtype!r}")
 
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
         raise ValueError(f"{path}: bundles are safetensors files; use a .safetensors suffix")
     meta = _meta_from_model(model, metadata)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if storage_dtype is not None:
+        tensors = {k: v.to(dtypes[storage_dtype]) if v.is_floating_point() else v
+                   for k, v in tensors.items()}
     header = json.dumps(meta.to_dict(), default=_jsonable)
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -192,3 +192,25 @@ def test_save_validation(tmp_path):
     with pytest.raises(TypeError, match="not JSON"):
         save_bundle(tmp_path / "m.safetensors", model, {"roi_names": ["a", "b"], "notes": object()})
     assert not list(tmp_path.iterdir())   # nothing half-written
+
+
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    import torch
+
+    from rtbold.models import create_model, load_bundle, save_bundle
+
+    ch = ["FP1", "FP2", "CZ", "PZ", "O1", "O2"]
+    model = create_model("unebolt", size="tiny", n_rois=8, ch_names=ch).eval()
+    meta = {"roi_names": [f"r{i}" for i in range(8)], "tr": 2.1}
+    save_bundle(tmp_path / "full.safetensors", model, meta)
+    save_bundle(tmp_path / "half.safetensors", model, meta, storage_dtype="float16")
+    full, half = (tmp_path / "full.safetensors").stat().st_size, (tmp_path / "half.safetensors").stat().st_size
+    assert half < 0.55 * full
+    loaded, _ = load_bundle(tmp_path / "half.safetensors")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(2, len(ch), 3200) * 0.2
+    with torch.inference_mode():
+        np_full, np_half = model(x).numpy(), loaded(x).numpy()
+    assert abs(np_full - np_half).max() < 1e-2 * (abs(np_full).max() + 1e-3)
+    with pytest.raises(ValueError, match="storage_dtype"):
+        save_bundle(tmp_path / "x.safetensors", model, meta, storage_dtype="int8")
