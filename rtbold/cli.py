@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "stream.replay",
+    "stream.run",
     "gui.cli",
 )
 

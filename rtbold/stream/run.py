@@ -1,0 +1,120 @@
+"""``rtbold run``: the live engine from the command line.
+
+``rtbold run --config configs/live.toml --headless`` connects to the EEG stream, prints one status
+line per TR (stream time, lost samples, latency, strongest region) and records the session; Ctrl-C
+(SIGINT) or SIGTERM stops it cleanly with the session folder complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="run the live engine on an LSL EEG stream",
+        description="Predict BOLD live from an LSL EEG stream: one frame per TR, published on LSL "
+                    "(<name>-bold, <name>-feedback) and recorded in a session folder.")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="TOML file with a [live] table (see configs/live.toml)")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: print one status line per TR")
+    p.add_argument("--bundle", type=Path, default=None, metavar="PATH", help="model bundle")
+    p.add_argument("--stream", default=None, metavar="NAME", help="EEG stream name")
+    p.add_argument("--source-id", default=None, metavar="ID", help="EEG stream source id")
+    p.add_argument("--session-dir", type=Path, default=None, metavar="DIR",
+                   help="session folder to create (default sessions/<date-time>)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                   help="inference device (default: config, else auto)")
+    p.add_argument("--tr", type=float, default=None, help="TR in seconds (default: bundle's)")
+    p.add_argument("--marker", default=None, help="volume marker value (default R149)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after this many seconds of wall time")
+    p.set_defaults(func=run_cli)
+
+
+def build_config(args: argparse.Namespace):
+    """LiveConfig from --config plus the command-line overrides."""
+    from .config import load_live_config
+
+    cfg = load_live_config(args.config)
+    if args.bundle is not None:
+        cfg.bundle = args.bundle
+    if args.stream is not None:
+        cfg.stream.name = args.stream
+    if args.source_id is not None:
+        cfg.stream.source_id = args.source_id
+    if args.session_dir is not None:
+        cfg.session_dir = args.session_dir
+    if args.device is not None:
+        cfg.device = args.device
+    if args.tr is not None:
+        cfg.trigger.tr = args.tr
+    if args.marker is not None:
+        cfg.trigger.marker = args.marker
+    cfg.check()
+    return cfg
+
+
+def status_line(frame, engine) -> str:
+    """One line per TR: index, stream time, lost samples, latency, strongest region, flags."""
+    values = np.asarray(frame.values)
+    k = int(np.argmax(np.abs(values))) if values.size else 0
+    roi = engine.roi_names[k] if engine.roi_names else str(k)
+    lost = engine.inlet.lost_samples if engine.inlet is not None else 0
+    lat = frame.latency.get("published", float("nan")) * 1e3
+    fb = "" if frame.feedback is None else f" fb={frame.feedback:+.2f}"
+    flags = f" [{','.join(frame.flags)}]" if frame.flags else ""
+    return (f"TR {frame.index:5d}  t={frame.t:12.3f}  lost={lost}  latency={lat:6.1f} ms  "
+            f"strongest={roi} ({values[k]:+.2f}){fb}{flags}")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if not args.headless:
+        print("rtbold run: the window is started with `rtbold gui`; use --headless here.",
+              file=sys.stderr)
+        return 2
+    from .engine import LiveEngine
+
+    cfg = build_config(args)
+    done = threading.Event()
+    holder = {}
+
+    def on_frame(frame):
+        print(status_line(frame, holder["engine"]), flush=True)
+
+    def on_error(err):
+        print(f"rtbold run: {err}", file=sys.stderr, flush=True)
+
+    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error)
+    holder["engine"] = engine
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        engine.start()
+        print(f"rtbold run: {engine.status().bundle} on {engine.status().device}; EEG "
+              f"{engine.inlet.name!r} at {engine.inlet.sfreq:g} Hz; TR {engine.tr:g} s "
+              f"({engine.clock.mode} clock); session {engine.session_dir}", flush=True)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not done.wait(0.2):  # Ctrl-C raises KeyboardInterrupt here
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except KeyboardInterrupt:
+        print("\nrtbold run: stopping (Ctrl-C)", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if engine.worker is not None:  # started (start() cleans up after itself on failure)
+            engine.stop()
+    st = engine.status()
+    print(f"rtbold run: {st.n_frames} frames, {st.n_skipped} skipped TRs, {st.lost_samples} "
+          f"lost samples; session folder {engine.session_dir}", flush=True)
+    return 0
