@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.replay",
     "stream.run",
     "gui.cli",
+    "demo",
 )
 
 

@@ -121,6 +121,9 @@ class OutputConfig:
     """``[output]``: run folder."""
 
     dir: Path = Path("runs/train")
+    #: Storage precision of the bundle's weights: float16 halves the file (packaged demo model);
+    #: the model runs in float32 either way.
+    bundle_dtype: str = field(default="float32", metadata={"choices": ("float32", "float16")})
 
 
 @dataclass
@@ -792,7 +795,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, init_bundle: str | Path | N
         from rtbold.models import save_bundle
 
         bundle_path = out / BUNDLE_NAME
-        save_bundle(bundle_path, model.cpu(), metadata)
+        save_bundle(bundle_path, model.cpu(), metadata,
+                    storage_dtype=None if cfg.output.bundle_dtype == "float32"
+                    else cfg.output.bundle_dtype)
         (out / "summary.json").write_text(json.dumps(
             {"bundle": str(bundle_path), "best_epoch": best["epoch"] + 1, "best": best,
              "test": test, "ddp": ddp_info, "digest": digest}, indent=1, default=_json_default))

@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("pytestqt")
 from PyQt6 import QtCore, QtGui  # noqa: E402
 
+from qt_helpers import region_stats  # noqa: E402
+
 from rtbold.atlas import load_atlas  # noqa: E402
 from rtbold.gui.fc import network_summary, window_fc  # noqa: E402
 from rtbold.gui.glassbrain import GlassBrainView, marker_positions, outline_path  # noqa: E402
@@ -20,7 +22,6 @@ from rtbold.gui.synthetic import SyntheticEngine, SyntheticFrames  # noqa: E402
 from rtbold.gui.traces import running_correlation  # noqa: E402
 from rtbold.stream.frames import EngineStatus, Frame  # noqa: E402
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / ".dev" / "gui_screenshot.png"
 
 
 @pytest.fixture
@@ -278,20 +279,7 @@ def test_start_reports_factory_errors(qtbot, tmp_path):
     assert win.engine is None and win.connect_panel.start_button.isEnabled()
 
 
-def _region_stats(img: QtGui.QImage, widget, window) -> tuple[float, int]:
-    top_left = widget.mapTo(window, QtCore.QPoint(0, 0))
-    sub = img.copy(top_left.x(), top_left.y(), widget.width(), widget.height())
-    sub = sub.convertToFormat(QtGui.QImage.Format.Format_RGB32)
-    ptr = sub.constBits()
-    ptr.setsize(sub.sizeInBytes())
-    arr = np.frombuffer(ptr, np.uint8).reshape(sub.height(), sub.bytesPerLine() // 4, 4)
-    rgb = arr[:, : sub.width(), :3].reshape(-1, 3)
-    n_colors = len(np.unique(rgb.view([("", np.uint8)] * 3)))
-    luminance = rgb.astype(float) @ [0.299, 0.587, 0.114]
-    return float(luminance.std()), n_colors
-
-
-def test_screenshot_after_ten_frames(window, qtbot):
+def test_screenshot_after_ten_frames(window, qtbot, tmp_path):
     src = SyntheticFrames(seed=5)
     window.bridge.on_status(EngineStatus(connected=True, stream_name="sim-eeg",
                                          effective_sfreq=200.0, buffer_fill=1.0, device="cpu",
@@ -301,11 +289,10 @@ def test_screenshot_after_ten_frames(window, qtbot):
     window.draw_now()
     qtbot.wait(50)
     img = window.grab().toImage()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert img.save(str(SCREENSHOT))
+    assert img.save(str(tmp_path / "window.png"))
     for name, widget in (("glass", window.glass.layout_widget), ("traces", window.traces.plot),
                          ("fc", window.fc.glw)):
-        std, n_colors = _region_stats(img, widget, window)
+        std, n_colors = region_stats(img, widget, window)
         assert std > 8 and n_colors > 50, (name, std, n_colors)
     # Control: an empty plot area of the same kind is one flat colour, so the check above can fail.
     import pyqtgraph as pg
@@ -313,5 +300,5 @@ def test_screenshot_after_ten_frames(window, qtbot):
     empty = pg.GraphicsLayoutWidget()
     qtbot.addWidget(empty)
     empty.resize(300, 200)
-    std, n_colors = _region_stats(empty.grab().toImage(), empty, empty)
+    std, n_colors = region_stats(empty.grab().toImage(), empty, empty)
     assert std < 1 and n_colors <= 2

@@ -1,0 +1,21 @@
+"""Shared helpers for offscreen Qt tests."""
+
+import numpy as np
+from PyQt6 import QtCore, QtGui
+
+
+def region_stats(img: QtGui.QImage, widget, window) -> tuple[float, int]:
+    """Luminance std and number of distinct colours of ``widget``'s area in a ``window`` grab.
+
+    A blank plot area is one flat colour (std < 1, <= 2 colours); drawn content is not.
+    """
+    top_left = widget.mapTo(window, QtCore.QPoint(0, 0))
+    sub = img.copy(top_left.x(), top_left.y(), widget.width(), widget.height())
+    sub = sub.convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    ptr = sub.constBits()
+    ptr.setsize(sub.sizeInBytes())
+    arr = np.frombuffer(ptr, np.uint8).reshape(sub.height(), sub.bytesPerLine() // 4, 4)
+    rgb = arr[:, : sub.width(), :3].reshape(-1, 3)
+    n_colors = len(np.unique(rgb.view([("", np.uint8)] * 3)))
+    luminance = rgb.astype(float) @ [0.299, 0.587, 0.114]
+    return float(luminance.std()), n_colors
