@@ -183,6 +183,17 @@ def predict_baseline(model, scans: list, items: list, chunk: int = 256) -> np.nd
     return np.concatenate(out).astype(np.float32)
 
 
+def data_config_for(meta: dict, data: str | Path, *, missing_channels: str = "refuse"):
+    """How to read a dataset for a bundle: its marker, regions and EEG high-pass (the same
+    preprocessing the model was trained with; the live engine applies it too)."""
+    from .train import DataConfig
+
+    n = len(meta["roi_names"])
+    return DataConfig(root=Path(data), marker=meta.get("marker", "R149"),
+                      n_regions=n if n in (64, 128, 256) else 64,
+                      missing_channels=missing_channels, highpass=meta.get("eeg_highpass_hz"))
+
+
 def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | None = None,
                     split: str = "test", baselines: bool = False, device: str = "auto",
                     missing_channels: str = "refuse", batch_size: int = 64,
@@ -213,7 +224,7 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | N
 
     from .metrics import aggregate, scan_metrics
     from .report import write_report
-    from .train import (DataConfig, _networks_for, load_scans, make_split, per_scan,
+    from .train import (_networks_for, load_scans, make_split, per_scan,
                         predict_items, scan_id, targets_of)
 
     if split not in ("test", "all"):
@@ -226,9 +237,7 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | N
     model_label = label or {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT"}.get(
         meta.get("model_name", ""), meta.get("model_name", "model"))
     data = Path(data)
-    n_regions = len(roi_names) if len(roi_names) in (64, 128, 256) else 64
-    dcfg = DataConfig(root=data, marker=meta.get("marker", "R149"), n_regions=n_regions,
-                      missing_channels=missing_channels, highpass=meta.get("eeg_highpass_hz"))
+    dcfg = data_config_for(meta, data, missing_channels=missing_channels)
     scans = load_scans(dcfg, ch_names, roi_names, max_windows_per_scan)
     training = meta.get("training") or {}
     protocol = training.get("protocol", "cross_subject")

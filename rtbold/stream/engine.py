@@ -3,7 +3,8 @@
 Threads and hand-over (ARCHITECTURE.md sections 1-2)::
 
     rtbold-acquisition  (pulls every pull_interval_s; never waits on inference)
-        EEG inlet -> channel mapping, µV, NaN handling -> StreamingResampler -> RingBuffer.write
+        EEG inlet -> channel mapping, µV, NaN handling -> EEGPreprocessor (resampling, high-pass)
+        -> RingBuffer.write
         raw EEG -> SessionRecorder.write_eeg            (append-only, as received)
         marker inlet -> TRClock.on_markers  | internal clock -> TRClock.on_data
         ticks -> bounded queue.Queue (full: oldest dropped, recorded as skipped)
@@ -159,9 +160,12 @@ class LiveEngine:
             clock_sync=sc.clock_sync, dejitter=sc.dejitter, nan_policy=sc.nan_policy,
             jitter_tolerance=sc.jitter_tolerance, max_buflen_s=sc.max_buflen_s,
             min_sfreq=sc.min_sfreq)
-        from ..preprocessing import StreamingResampler
+        from ..preprocessing import EEGPreprocessor
 
-        self._resampler = StreamingResampler(self.inlet.sfreq, len(runner.ch_names))
+        # The shared chain after channel mapping (done by the inlet): resampling to 200 Hz and
+        # the high-pass the model was trained with, exactly as offline (prepare_scan).
+        self._preprocessor = EEGPreprocessor(self.inlet.sfreq, n_channels=len(runner.ch_names),
+                                             highpass_hz=runner.highpass_hz)
         self.ring = RingBuffer(len(runner.ch_names), cfg.buffer_s)
         self._open_recorder(info)
         self._ticks = queue.Queue(maxsize=cfg.worker.queue_size)
@@ -487,7 +491,7 @@ class LiveEngine:
             self._ticks.put_nowait(tick)
 
     def _ingest(self, chunk) -> None:
-        inlet, ring, rs = self.inlet, self.ring, self._resampler
+        inlet, ring, rs = self.inlet, self.ring, self._preprocessor
         if self.recorder is not None and chunk.raw is not None:
             with self._rec_lock:
                 self.recorder.write_eeg(chunk.raw.T, chunk.times)
@@ -509,7 +513,7 @@ class LiveEngine:
                         f"replaced ({inlet.nan_policy})")
 
     def _handle_break(self, brk) -> None:
-        rs, ring = self._resampler, self.ring
+        rs, ring = self._preprocessor, self.ring
         out, times = rs.flush()  # keep the samples up to the break
         if out.shape[1]:
             ring.write(out.astype(np.float32), times)

@@ -57,6 +57,8 @@ class ModelRunner:
     name: str = ""
     device: Any = "cpu"
     atlas: str = ""
+    #: EEG high-pass (Hz) the model was trained with; the live chain applies the same filter.
+    highpass_hz: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -84,7 +86,8 @@ class ModelRunner:
         return cls(model=model, ch_names=list(ch_names), roi_names=list(roi_names),
                    tr=float(tr) if tr else None, sfreq=SFREQ,
                    name=f"{name}-{size} ({Path(path).name})" if name else Path(path).name,
-                   device=dev, atlas=str(_meta_get(meta, "atlas", default="") or ""))
+                   device=dev, atlas=str(_meta_get(meta, "atlas", default="") or ""),
+                   highpass_hz=_meta_get(meta, "eeg_highpass_hz"))
 
     def __post_init__(self) -> None:
         import torch
