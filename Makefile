@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Loopback-only LSL for everything started from here (tests, demo): no multicast off this machine.
 export LSLAPICFG := $(CURDIR)/configs/lsl-local.cfg
 
-.PHONY: setup demo demo-headless test bench clean
+.PHONY: setup demo demo-headless demo-model test clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,13 @@ demo: setup
 
 demo-headless: setup
 	$(BIN)/rtbold --lsl-config configs/lsl-local.cfg demo --headless
+
+# Reproduce the packaged demo model (about 35 min on 2 CPU cores): simulate 18 subjects, train a
+# small UnEBOLT with configs/train_demo.toml, package the float16 bundle.
+demo-model: setup
+	test -d runs/sim_demo || $(BIN)/rtbold simulate runs/sim_demo --subjects 18 --seed 0
+	$(BIN)/rtbold train configs/train_demo.toml
+	cp runs/train_demo/bundle.safetensors rtbold/data/demo_unebolt_small.safetensors
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q || { rc=$$?; \

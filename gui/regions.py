@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rtbold.atlas import NETWORK_ORDER, SUPPORTED_N_REGIONS, load_atlas
+from rtbold.atlas import NETWORK_ORDER, SUPPORTED_N_REGIONS, load_atlas, normalise_region_name
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ class RegionInfo:
 
     def index(self, name: str) -> int:
         """Index of a region by name (case-insensitive, ASCII apostrophe accepted)."""
-        key = _norm(name)
+        key = normalise_region_name(name)
         for i, nm in enumerate(self.names):
-            if _norm(nm) == key:
+            if normalise_region_name(nm) == key:
                 return i
         raise KeyError(f"No region named {name!r} among the {self.n} displayed regions "
                        f"({self.atlas_name}).")
@@ -90,10 +90,6 @@ class RegionInfo:
         return [i for i in out if not (i in seen or seen.add(i))]
 
 
-def _norm(name: str) -> str:
-    return name.replace("\u2019", "'").strip().lower()
-
-
 def region_info(roi_names: Sequence[str] | None = None, networks: Sequence[str] | None = None,
                 n_regions: int | None = None) -> RegionInfo:
     """Build :class:`RegionInfo` from an engine's ROI names (or a DiFuMo size).
@@ -109,8 +105,8 @@ def region_info(roi_names: Sequence[str] | None = None, networks: Sequence[str] 
     p = len(names)
     if p in SUPPORTED_N_REGIONS:
         atlas = load_atlas(p)
-        lookup = {_norm(n): i for i, n in enumerate(atlas.roi_names)}
-        idx = [lookup.get(_norm(n)) for n in names]
+        lookup = {normalise_region_name(n): i for i, n in enumerate(atlas.roi_names)}
+        idx = [lookup.get(normalise_region_name(n)) for n in names]
         if all(i is not None for i in idx):
             disp = [dict(atlas.display[i]) for i in idx] if atlas.display is not None else None
             return RegionInfo(names, [atlas.networks[i] for i in idx],

@@ -77,15 +77,16 @@ class Atlas:
 
     def index(self, roi_name: str) -> int:
         """Index of a region by its exact name (case-insensitive, ASCII apostrophe accepted)."""
-        key = _normalise_name(roi_name)
+        key = normalise_region_name(roi_name)
         for i, name in enumerate(self.roi_names):
-            if _normalise_name(name) == key:
+            if normalise_region_name(name) == key:
                 return i
         raise KeyError(f"No region named {roi_name!r} in {self.name}; see `rtbold.atlas.load_atlas"
                        f"({self.n_regions}).roi_names` for the names.")
 
 
-def _normalise_name(name: str) -> str:
+def normalise_region_name(name: str) -> str:
+    """Key for matching region names: case-insensitive, typographic apostrophe = ASCII one."""
     return name.replace("\u2019", "'").strip().lower()
 
 

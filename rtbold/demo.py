@@ -185,6 +185,7 @@ def _run_headless(cfg, replay, n_trs: int | None) -> int:
     comparison = _Comparison()
     holder: dict = {}
     last_frame = [time.monotonic()]
+    n_frames = [0]  # predicted frames (a stale TR may be skipped, so not frame.index)
 
     def on_frame(frame):
         comparison.add(frame)
@@ -193,8 +194,9 @@ def _run_headless(cfg, replay, n_trs: int | None) -> int:
         r_text = "n/a" if np.isnan(r) else f"{r:+.2f}"
         print(f"{status_line(frame, holder['engine'])}  r(pred, meas)={r_text} over {n} TRs",
               flush=True)
-        if n_trs is not None and frame.index + 1 >= n_trs:
+        if n_trs is not None and n_frames[0] + 1 >= n_trs:
             done.set()
+        n_frames[0] += 1
 
     def on_error(err):
         print(f"rtbold demo: {err}", file=sys.stderr, flush=True)

@@ -258,7 +258,7 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | N
         items = parts.items["test"]
         if not items:
             raise ValueError(f"The {protocol} split of {data} has no test windows; use --split all.")
-    networks = _networks_for(roi_names, n_regions)
+    networks = _networks_for(roi_names, dcfg.n_regions)
     true = targets_of(scans, items)
     pred = predict_items(model, scans, items, device=dev, batch_size=batch_size)
 

@@ -16,6 +16,16 @@ import pytest  # noqa: E402
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def _release_lsl_outlets():
+    """Collect garbage after each test: LSL outlets caught in reference cycles (threads, engine
+    callbacks) are destroyed promptly, so their ports are free for the next test's streams."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

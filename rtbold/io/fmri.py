@@ -50,8 +50,8 @@ class RegionSeries:
 
     def select(self, roi_names: list[str]) -> "RegionSeries":
         """The given regions, in the given order (names matched exactly, apostrophes normalised)."""
-        def key(n: str) -> str:
-            return n.replace("\u2019", "'").strip().lower()
+        from ..atlas import normalise_region_name as key
+
         index = {key(n): i for i, n in enumerate(self.roi_names)}
         missing = [n for n in roi_names if key(n) not in index]
         if missing:

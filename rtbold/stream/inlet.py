@@ -382,6 +382,14 @@ class EEGInlet:
         return bool(self.source_id)
 
 
+def _open_inlet(info: pylsl.StreamInfo, clock_sync: bool) -> pylsl.StreamInlet:
+    """An opened inlet for a low-rate side stream (markers, measured BOLD)."""
+    flags = pylsl.proc_clocksync if clock_sync else 0
+    inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=flags)
+    inlet.open_stream(2.0)
+    return inlet
+
+
 class MarkerInlet:
     """Marker or annotation stream: yields ``(description, stream time)``.
 
@@ -392,10 +400,7 @@ class MarkerInlet:
 
     def __init__(self, info: pylsl.StreamInfo, *, clock_sync: bool = True) -> None:
         self.name = info.name()
-        flags = pylsl.proc_clocksync if clock_sync else 0
-        self._inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True,
-                                        processing_flags=flags)
-        self._inlet.open_stream(2.0)
+        self._inlet = _open_inlet(info, clock_sync)
         self.is_string = info.channel_format() == pylsl.cf_string
         labels, _, _ = channel_info(self._inlet.info(2.0))
         self.labels = labels or [str(i) for i in range(info.channel_count())]
@@ -424,10 +429,7 @@ class ValueInlet:
 
     def __init__(self, info: pylsl.StreamInfo, *, clock_sync: bool = True) -> None:
         self.name = info.name()
-        flags = pylsl.proc_clocksync if clock_sync else 0
-        self._inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True,
-                                        processing_flags=flags)
-        self._inlet.open_stream(2.0)
+        self._inlet = _open_inlet(info, clock_sync)
         self.n_channels = info.channel_count()
 
     def pull(self) -> tuple[np.ndarray, np.ndarray]:
