@@ -12,7 +12,7 @@ the acquisition thread sees the marker:
   engine's own work (``work``: window, model, publish), split into the model call (``model``) and
   the rest (``other``: window extraction, flags, LSL push).
 
-Usage: ``python benchmarks/bench_latency.py [--quick] [--sizes small base] [--trs N]``
+Usage: ``python benchmarks/bench_latency.py [--quick] [--sizes small base] [--trs N] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def bare_forward(runner, n: int = 20) -> np.ndarray:
     return np.array(out)
 
 
-def run_size(size: str, n_trs: int, tr: float = 2.1, sfreq: float = 500.0) -> dict:
-    torch.set_num_threads(1)
+def run_size(size: str, n_trs: int, tr: float = 2.1, sfreq: float = 500.0,
+             threads: int = 1) -> dict:
+    torch.set_num_threads(threads)
     runner = make_runner(montage_channels(), size=size, tr=tr)
     fwd = bare_forward(runner)
     speed = float(np.clip(tr / (4 * np.median(fwd)), 1.0, 40.0))
@@ -47,7 +48,7 @@ def run_size(size: str, n_trs: int, tr: float = 2.1, sfreq: float = 500.0) -> di
     src = SyntheticSource(montage_channels(), sfreq, duration, tr=tr, first_marker_s=16.0,
                           speed=speed, chunk_s=0.02, block_s=60.0)
     cfg = live_config(src)
-    cfg.worker.torch_threads = 1
+    cfg.worker.torch_threads = threads
     cfg.output.bold_outlet = cfg.output.feedback_outlet = True  # "published" = on LSL
     frames = []
     from rtbold.stream.engine import LiveEngine
@@ -83,14 +84,17 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="50 TRs per size instead of 200")
     p.add_argument("--sizes", nargs="+", default=["small", "base"])
     p.add_argument("--trs", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the model (the engine's default is 1)")
     args = p.parse_args(argv)
     n = args.trs or (50 if args.quick else 200)
-    print(f"live latency, CPU, 1 torch thread, {n} TRs of 2.1 s, 26 ch @ 500 Hz replayed fast")
+    print(f"live latency, CPU, {args.threads} torch thread(s), {n} TRs of 2.1 s, "
+          "26 ch @ 500 Hz replayed fast")
     print(f"{'size':6} {'speed':>6} {'frames':>6} {'skip':>4} {'lost':>4} {'fwd p50':>8} "
           f"{'fwd p99':>8} {'tick->pub p50':>13} {'p99':>8} {'ready p50':>9} "
           f"{'work p50':>8} {'work p99':>8} {'model p50':>9} {'other p50':>9}   (ms)")
     for size in args.sizes:
-        r = run_size(size, n)
+        r = run_size(size, n, threads=args.threads)
         ms = {k: v * 1e3 for k, v in r.items() if isinstance(v, float) and k not in
               ("speed", "wall_s")}
         print(f"{r['size']:6} {r['speed']:6.1f} {r['n_frames']:6d} {r['n_skipped']:4d} "
