@@ -10,7 +10,6 @@ import argparse
 import resource
 import sys
 import time
-from pathlib import Path
 
 from rtbold.simulator import simulate_dataset, simulator_config
 

@@ -2,13 +2,12 @@
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PyQt6 import QtCore, QtGui  # noqa: E402
+from PyQt6 import QtCore  # noqa: E402
 
 from qt_helpers import region_stats  # noqa: E402
 
