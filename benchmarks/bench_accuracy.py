@@ -76,7 +76,7 @@ def simulate(out: Path, args) -> Path:
 
 def train_one(name: str, size: str, root: Path, out: Path, args) -> Path:
     from rtbold.config import from_dict
-    from rtbold.train import TrainConfig, train, validate_config
+    from rtbold.training import TrainConfig, train, validate_config
 
     raw = {
         "data": {"root": str(root), "highpass": 0.5},

@@ -3,6 +3,8 @@
 This package depends only on numpy, torch and safetensors (no rtbold streaming or GUI code).
 """
 
+from .bandpower import (BandPowerBranch, BandPowerConfig, BandPowerFeatures, RidgeBOLT,
+                        RidgeConfig)
 from .baselines import MeanPredictor, RidgeBandPower, band_power_features
 from .bundle import BundleMeta, describe_bundle, load_bundle, read_bundle_meta, save_bundle
 from .device import select_device
@@ -16,6 +18,7 @@ from .spectral import SpectralConfig, SpectralEncoder
 from .unebolt import UnEBOLT, UnEBOLTConfig
 
 __all__ = [
+    "BandPowerBranch", "BandPowerConfig", "BandPowerFeatures", "RidgeBOLT", "RidgeConfig",
     "BundleMeta", "LABRAM_CHANNELS", "LaBraMConfig", "LaBraMEncoder", "MeanPredictor", "NeuroBOLT",
     "NeuroBOLTConfig", "RidgeBandPower", "SpectralConfig", "SpectralEncoder", "UnEBOLT",
     "UnEBOLTConfig", "band_power_features", "build_config", "config_to_dict", "create_model",

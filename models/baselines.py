@@ -135,13 +135,38 @@ class RidgeBandPower:
     def _features(self, X: np.ndarray) -> np.ndarray:
         return band_power_features(X, self.sfreq, self.n_segments, self.bands)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> RidgeBandPower:
-        """Fit on windows ``X`` (N, C, L) and targets ``Y`` (N, P); returns self."""
+    def fit(self, X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None
+            ) -> RidgeBandPower:
+        """Fit on windows ``X`` (N, C, L) and targets ``Y`` (N, P); returns self.
+
+        ``groups`` (N,), e.g. the scan of every window, makes the CV leave whole groups out
+        (see :meth:`fit_features`).
+        """
         _check_xy(X, Y)
+        return self.fit_features(self._features(X), Y, groups)
+
+    def fit_features(self, F: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None
+                     ) -> RidgeBandPower:
+        """Fit on precomputed :func:`band_power_features` ``F`` (N, n_features).
+
+        Parameters
+        ----------
+        F : array, shape (N, n_features)
+        Y : array, shape (N, P)
+        groups : array, shape (N,) | None
+            Group label of every row (e.g. scan or subject). When there are at least two groups,
+            the CV folds hold out whole groups (split into ``n_folds`` sets of groups), so the
+            penalty is chosen for data the fit has not seen, as in a cross-subject evaluation.
+            Without groups the rows, in the order given (time order), are cut into contiguous
+            blocks.
+        """
+        F = np.asarray(F, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
-        F = self._features(X)
+        if F.ndim != 2 or Y.ndim != 2 or len(F) != len(Y):
+            raise ValueError(f"F must be (N, n_features) and Y (N, P) with the same N; got "
+                             f"{F.shape} and {Y.shape}")
         n = len(F)
-        folds = np.array_split(np.arange(n), min(self.n_folds, n)) if self.n_folds > 1 else []
+        folds = self._folds(n, groups)
         if len(self.alphas) > 1 and len(folds) >= 2 and n >= 2 * len(folds):
             mse = np.zeros(len(self.alphas))
             for val in folds:
@@ -163,6 +188,19 @@ class RidgeBandPower:
         self.intercept_ = ym
         logger.info("RidgeBandPower: %d windows, %d features, alpha=%g", n, F.shape[1], self.alpha_)
         return self
+
+    def _folds(self, n: int, groups: np.ndarray | None) -> list[np.ndarray]:
+        if self.n_folds <= 1:
+            return []
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != n:
+                raise ValueError(f"groups has {len(groups)} labels for {n} windows")
+            labels = list(dict.fromkeys(groups.tolist()))
+            if len(labels) >= 2:
+                sets = np.array_split(np.arange(len(labels)), min(self.n_folds, len(labels)))
+                return [np.flatnonzero(np.isin(groups, [labels[i] for i in s])) for s in sets]
+        return np.array_split(np.arange(n), min(self.n_folds, n))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predict (N, P) for windows ``X`` (N, C, L)."""

@@ -105,7 +105,8 @@ class BundleMeta:
                 raise bad(key, f"must be a positive number, got {value!r}")
         if self.tr is not None and (not isinstance(self.tr, (int, float)) or not self.tr > 0):
             raise bad("tr", f"must be a positive number or null, got {self.tr!r}")
-        n_model = (self.model_config.get("spectral") or {}).get("n_samples")
+        n_model = ((self.model_config.get("spectral") or {}).get("n_samples")
+                   or (self.model_config.get("bandpower") or {}).get("n_samples"))
         if n_model is not None and n_model != self.n_samples:
             raise bad("window_s", f"x sfreq = {self.window_s:g} s x {self.sfreq:g} Hz = "
                                   f"{self.n_samples} samples, but the model takes {n_model}")

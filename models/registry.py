@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from .bandpower import BandPowerConfig, RidgeBOLT, RidgeConfig
 from .labram import LaBraMConfig
 from .neurobolt import NeuroBOLT, NeuroBOLTConfig
 from .spectral import SpectralConfig
@@ -27,9 +28,17 @@ from .unebolt import UnEBOLT, UnEBOLTConfig
 
 __all__ = ["create_model", "list_models", "list_sizes", "build_config", "config_to_dict", "SIZES"]
 
-_MODELS: dict[str, tuple[type[nn.Module], type[NeuroBOLTConfig]]] = {
+_MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "neurobolt": (NeuroBOLT, NeuroBOLTConfig),
     "unebolt": (UnEBOLT, UnEBOLTConfig),
+    "ridge": (RidgeBOLT, RidgeConfig),
+}
+
+#: Named variants: a registered model with preset options. A variant's bundle stores the base
+#: model's name and the full config, so it is rebuilt without the variant table.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # UnEBOLT with the channel-resolved log band-power branch (models/bandpower.py)
+    "unebolt_bp": ("unebolt", {"bandpower_branch": True}),
 }
 
 #: Size presets: overrides of the config defaults (which are the paper's "base" sizes).
@@ -46,12 +55,12 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 
-_NESTED = {"labram": LaBraMConfig, "spectral": SpectralConfig}
+_NESTED = {"labram": LaBraMConfig, "spectral": SpectralConfig, "bandpower": BandPowerConfig}
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return sorted(_MODELS)
+    """Names accepted by :func:`create_model` (models and named variants)."""
+    return sorted(_MODELS) + sorted(VARIANTS)
 
 
 def list_sizes() -> list[str]:
@@ -78,15 +87,24 @@ def _apply(cfg: Any, overrides: dict[str, Any], where: str) -> Any:
     return replace(cfg, **changes)
 
 
-def build_config(name: str, size: str = "base", **overrides: Any) -> NeuroBOLTConfig:
+def resolve_name(name: str) -> tuple[str, dict[str, Any]]:
+    """``(registered model name, variant options)`` for a model or variant name."""
+    key = name.lower()
+    if key in VARIANTS:
+        base, opts = VARIANTS[key]
+        return base, copy.deepcopy(opts)
+    if key not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+    return key, {}
+
+
+def build_config(name: str, size: str = "base", **overrides: Any) -> Any:
     """The config for model ``name`` at preset ``size`` with ``overrides`` applied.
 
     Nested options are given as dicts: ``labram={"depth": 6}``, ``spectral={"depth": 2}``.
     Options a model does not have (e.g. UnEBOLT options for NeuroBOLT) raise ``ValueError``.
     """
-    key = name.lower()
-    if key not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+    key, variant = resolve_name(name)
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; available: {list_sizes()}")
     cfg_cls = _MODELS[key][1]
@@ -94,6 +112,7 @@ def build_config(name: str, size: str = "base", **overrides: Any) -> NeuroBOLTCo
     preset = {k: v for k, v in SIZES[size].items()
               if k in {f.name for f in fields(cfg_cls)}}
     cfg = _apply(cfg, copy.deepcopy(preset), key)
+    cfg = _apply(cfg, variant, key)
     return _apply(cfg, overrides, key)
 
 
@@ -109,7 +128,8 @@ def create_model(name: str, *, size: str = "base", n_rois: int, ch_names: Sequen
     Parameters
     ----------
     name : str
-        ``"unebolt"`` or ``"neurobolt"`` (see :func:`list_models`).
+        ``"unebolt"``, ``"neurobolt"``, ``"ridge"`` or a variant such as ``"unebolt_bp"``
+        (see :func:`list_models`).
     size : str
         ``"base"`` (paper sizes), ``"small"`` or ``"tiny"``.
     n_rois : int
@@ -127,7 +147,7 @@ def create_model(name: str, *, size: str = "base", n_rois: int, ch_names: Sequen
         attributes ``model_name``, ``size``, ``cfg``, ``n_rois``, ``ch_names``.
     """
     cfg = build_config(name, size, **overrides)
-    model_cls = _MODELS[name.lower()][0]
+    model_cls = _MODELS[resolve_name(name)[0]][0]
     model = model_cls(cfg, n_rois, ch_names)
     model.size = size
     return model

@@ -13,17 +13,24 @@ On top of the NeuroBOLT encoders:
 Each part can be switched off for ablations (``no_gaf``, ``no_lut``, ``no_rre``,
 ``no_roi_heads``); the structure of the module changes accordingly (switched-off parts have no
 parameters).
+
+rtbold's addition (``bandpower_branch = true``, the registry variant ``unebolt_bp``): a
+channel-resolved log band-power branch (:class:`~rtbold.models.bandpower.BandPowerBranch`) whose
+output is added to the region heads'. The encoders' mean-pooled embeddings do not say which
+channel carried the power; without this branch the model learns little beyond the global signal on
+unseen subjects (see the README's ablation table).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bandpower import BandPowerBranch, BandPowerConfig
 from .neurobolt import EEGToBOLT, NeuroBOLTConfig
 
 __all__ = ["UnEBOLTConfig", "UnEBOLT", "GatedFusion", "ROIEmbedder"]
@@ -43,6 +50,10 @@ class UnEBOLTConfig(NeuroBOLTConfig):
     no_lut: bool = False               # no ROI table: every region sees the same representation
     no_rre: bool = False               # no adapter
     no_roi_heads: bool = False         # one head shared by all regions
+    bandpower_branch: bool = False     # add the channel-resolved log band-power branch
+    bandpower: BandPowerConfig = field(default_factory=BandPowerConfig)
+    bandpower_hidden: int = 16         # width of its channel-shared MLP (0 = linear only)
+    bandpower_dropout: float = 0.1
 
 
 class GatedFusion(nn.Module):
@@ -112,12 +123,30 @@ class UnEBOLT(EEGToBOLT):
             nn.init.zeros_(self.shared_head.bias)
             with torch.no_grad():
                 self.shared_head.weight.mul_(cfg.head_init_scale)
+        self.bandpower = None
+        if cfg.bandpower_branch:
+            if cfg.bandpower.n_samples != cfg.n_samples:
+                raise ValueError(f"bandpower.n_samples = {cfg.bandpower.n_samples} but the model "
+                                 f"takes windows of {cfg.n_samples} samples")
+            self.bandpower = BandPowerBranch(cfg.bandpower, len(self.ch_names), p,
+                                             hidden=cfg.bandpower_hidden,
+                                             dropout=cfg.bandpower_dropout)
 
     def forward(self, x: torch.Tensor, ch_index: torch.Tensor | None = None) -> torch.Tensor:
         """Predict BOLD for every region: (B, C, n_samples) -> (B, n_rois).
 
         ``ch_index`` selects a channel subset as in :meth:`NeuroBOLT.forward`.
         """
+        y = self._heads(x, ch_index)
+        if self.bandpower is not None:
+            if ch_index is not None:
+                raise ValueError("the band-power branch needs every model channel (its readout "
+                                 "is per channel); ch_index subsets are not supported")
+            y = y + self.bandpower(x)
+        return y
+
+    def _heads(self, x: torch.Tensor, ch_index: torch.Tensor | None) -> torch.Tensor:
+        """The paper's UnEBOLT: encoders -> fusion -> ROI table -> RRE -> ROI heads."""
         h_t, h_s = self.encode(x, ch_index)
         r = h_t + h_s if self.fusion is None else self.fusion(h_t, h_s)     # (B, D)
         b, p = r.shape[0], self.n_rois

@@ -17,7 +17,7 @@ from . import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",
     "convert",
-    "train",
+    "training.cli",
     "evaluate",
     "stream.replay",
     "stream.run",

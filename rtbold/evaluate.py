@@ -31,12 +31,6 @@ MAX_BASELINE_WINDOWS = 2000
 CEILING_FILE = "ceiling.tsv"
 
 
-def _meta_dict(meta) -> dict:
-    from .train import _meta_dict as md
-
-    return md(meta)
-
-
 def read_ceiling(root: str | Path, scan_names: Sequence[str] | None = None,
                  roi_names: Sequence[str] | None = None) -> dict | None:
     """Read the simulator's per-region ceiling under ``root/derivatives/rtbold-sim``.
@@ -52,7 +46,7 @@ def read_ceiling(root: str | Path, scan_names: Sequence[str] | None = None,
         ``{"tcorr": mean r, "region_r": {name: r}, "scans": [...], "oracle_tcorr": r | None,
         "source": path}``; None when the data root is not simulator output.
     """
-    from .train import SIM_DERIVATIVES
+    from .simulator import SIM_DERIVATIVES
 
     base = Path(root) / SIM_DERIVATIVES
     if not base.is_dir():
@@ -116,7 +110,8 @@ def explainable_predictions(root: str | Path, scans: list, items) -> dict[int, n
     ceiling values for the FC metrics too. Returns None when not available.
     """
     from .preprocessing import preprocess_targets
-    from .train import SIM_DERIVATIVES, per_scan
+    from .simulator import SIM_DERIVATIVES
+    from .training import per_scan
 
     base = Path(root) / SIM_DERIVATIVES
     if not base.is_dir():
@@ -186,7 +181,7 @@ def predict_baseline(model, scans: list, items: list, chunk: int = 256) -> np.nd
 def data_config_for(meta: dict, data: str | Path, *, missing_channels: str = "refuse"):
     """How to read a dataset for a bundle: its marker, regions and EEG high-pass (the same
     preprocessing the model was trained with; the live engine applies it too)."""
-    from .train import DataConfig
+    from .training import DataConfig
 
     n = len(meta["roi_names"])
     return DataConfig(root=Path(data), marker=meta.get("marker", "R149"),
@@ -224,15 +219,15 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | N
 
     from .metrics import aggregate, scan_metrics
     from .report import write_report
-    from .train import (_networks_for, load_scans, make_split, per_scan,
-                        predict_items, scan_id, targets_of)
+    from .training import (load_scans, make_split, meta_dict, networks_for, per_scan,
+                           predict_items, scan_id, targets_of)
 
     if split not in ("test", "all"):
         raise ValueError(f"--split must be 'test' or 'all', got {split!r}.")
     bundle = Path(bundle)
     dev = select_device(device)
     model, bmeta = load_bundle(bundle, device=str(dev))
-    meta = _meta_dict(bmeta)
+    meta = meta_dict(bmeta)
     ch_names, roi_names = list(meta["ch_names"]), list(meta["roi_names"])
     model_label = label or {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT"}.get(
         meta.get("model_name", ""), meta.get("model_name", "model"))
@@ -258,7 +253,7 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | N
         items = parts.items["test"]
         if not items:
             raise ValueError(f"The {protocol} split of {data} has no test windows; use --split all.")
-    networks = _networks_for(roi_names, dcfg.n_regions)
+    networks = networks_for(roi_names, dcfg.n_regions)
     true = targets_of(scans, items)
     pred = predict_items(model, scans, items, device=dev, batch_size=batch_size)
 
@@ -319,8 +314,9 @@ def describe(bundle: str | Path) -> str:
 
     from .metrics import METRIC_NAMES
     from .report import markdown_table
+    from .training import meta_dict
 
-    meta = _meta_dict(models.read_bundle_meta(bundle))
+    meta = meta_dict(models.read_bundle_meta(bundle))
     text = [str(models.describe_bundle(bundle))]
     training = meta.get("training") or {}
     split = training.get("split") or {}
@@ -381,7 +377,9 @@ def _cmd_info(args) -> int:
     if args.json:
         from rtbold.models import read_bundle_meta
 
-        print(json.dumps(_meta_dict(read_bundle_meta(args.bundle)), indent=1, default=str))
+        from .training import meta_dict
+
+        print(json.dumps(meta_dict(read_bundle_meta(args.bundle)), indent=1, default=str))
     else:
         print(describe(args.bundle))
     return 0

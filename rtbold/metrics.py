@@ -20,11 +20,25 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Metric names in report order. ``tcorr`` is the mean over regions of the per-region Pearson r.
-METRIC_NAMES: tuple[str, ...] = ("tcorr", "pixcorr", "connmse", "f1_25", "f1_50")
+#: The ``res_`` metrics, ``global_share`` and ``mean_fc`` are MODEL.md 6.2b: metrics that a
+#: prediction of the global signal alone cannot win.
+METRIC_NAMES: tuple[str, ...] = ("tcorr", "pixcorr", "connmse", "f1_25", "f1_50",
+                                 "res_tcorr", "res_pixcorr", "global_share", "mean_fc")
 #: Readable labels for tables and figures.
 METRIC_LABELS: dict[str, str] = {
     "tcorr": "Tcorr", "pixcorr": "Pixcorr", "connmse": "ConnMSE",
     "f1_25": "F1@25%", "f1_50": "F1@50%", "mse": "MSE",
+    "res_tcorr": "res. Tcorr", "res_pixcorr": "res. Pixcorr",
+    "global_share": "global share", "mean_fc": "mean FC",
+    "true_global_share": "global share (truth)", "true_mean_fc": "mean FC (truth)",
+}
+#: Model-selection criteria (``[train] select_on``) and what they average; ``composite`` is the
+#: default: Tcorr alone rewards predicting the global signal everywhere, the residual Tcorr and
+#: Pixcorr do not (a global-only prediction scores ~0 and NaN on them).
+SELECTION_CRITERIA: dict[str, tuple[str, ...]] = {
+    "composite": ("tcorr", "res_tcorr", "pixcorr"),
+    "tcorr": ("tcorr",),
+    "res_tcorr": ("res_tcorr",),
 }
 #: Smallest standard deviation treated as "varies over time". Normalised BOLD has std ~0.5, so a
 #: series with std below this is constant to float32 precision.
@@ -82,6 +96,48 @@ def fc_matrix(y: np.ndarray) -> np.ndarray:
     return fc
 
 
+def remove_global(y: np.ndarray) -> np.ndarray:
+    """Regress the across-region mean time course (with intercept) out of every column.
+
+    Global-signal regression as in resting-state work: with g the row mean of ``y`` (T, P), each
+    column is replaced by its residual after least squares on [1, g]. A prediction that is the
+    same time course in every region becomes ~0.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        (T, P) region series.
+
+    Returns
+    -------
+    np.ndarray
+        (T, P) float64 residuals (column means are zero).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"y must be a (T, P) array, got shape {y.shape}.")
+    yc = y - y.mean(axis=0)
+    g = yc.mean(axis=1)
+    gg = float(g @ g)
+    if gg <= EPS * EPS * max(len(g), 1):
+        return yc
+    return yc - np.outer(g, (g @ yc) / gg)
+
+
+def global_share(y: np.ndarray) -> float:
+    """Fraction of the total (column-demeaned) variance of ``y`` explained by its row mean.
+
+    1.0 means every region carries the same time course (up to scale); NaN for a constant ``y``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    yc = y - y.mean(axis=0)
+    total = float((yc * yc).sum())
+    if total <= EPS * EPS * yc.size:
+        return float("nan")
+    res = remove_global(y)
+    return float(1.0 - (res * res).sum() / total)
+
+
 def upper_triangle(m: np.ndarray) -> np.ndarray:
     """Strict upper triangle of a square matrix as a vector (P(P-1)/2 edges)."""
     iu = np.triu_indices(m.shape[0], k=1)
@@ -133,8 +189,10 @@ class ScanMetrics:
     network_r : dict
         Readable Yeo-7 network name -> r of the network-averaged series (empty without an atlas).
     values : dict
-        ``tcorr``, ``pixcorr``, ``connmse``, ``f1_25``, ``f1_50``, ``mse``, and ``n_undefined``
-        (regions with NaN r).
+        ``tcorr``, ``pixcorr``, ``connmse``, ``f1_25``, ``f1_50``, ``mse``, ``n_undefined``
+        (regions with NaN r), and MODEL.md 6.2b: ``res_tcorr``, ``res_pixcorr`` (after
+        :func:`remove_global` of prediction and truth), ``global_share`` and ``mean_fc`` of the
+        prediction, ``true_global_share`` and ``true_mean_fc`` of the truth.
     """
 
     name: str
@@ -228,21 +286,35 @@ def scan_metrics(pred: np.ndarray, true: np.ndarray, *, name: str = "scan",
     pred, true = _check_pair(pred, true)
     r = tcorr(pred, true)
     values: dict[str, float] = {
-        "tcorr": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
+        "tcorr": _nanmean(r),
         "mse": float(np.mean((pred - true) ** 2)),
         "n_undefined": float(np.isnan(r).sum()),
     }
+    nan = float("nan")
     if pred.shape[1] >= 3:
         f_hat = upper_triangle(fc_matrix(pred))
         f = upper_triangle(fc_matrix(true))
         ok = np.isfinite(f_hat) & np.isfinite(f)
-        values["pixcorr"] = _pearson(f_hat[ok], f[ok]) if ok.sum() >= 2 else float("nan")
-        values["connmse"] = float(np.mean((f_hat[ok] - f[ok]) ** 2)) if ok.any() else float("nan")
+        values["pixcorr"] = _pearson(f_hat[ok], f[ok]) if ok.sum() >= 2 else nan
+        values["connmse"] = float(np.mean((f_hat[ok] - f[ok]) ** 2)) if ok.any() else nan
         values["f1_25"] = top_q_f1(f_hat, f, 0.25)
         values["f1_50"] = top_q_f1(f_hat, f, 0.50)
-    else:  # FC metrics need at least 3 regions (3 edges)
-        values.update(pixcorr=float("nan"), connmse=float("nan"),
-                      f1_25=float("nan"), f1_50=float("nan"))
+        # MODEL.md 6.2b: each matrix loses its own global signal, then Tcorr and Pixcorr again
+        res_pred, res_true = remove_global(pred), remove_global(true)
+        values["res_tcorr"] = _nanmean(tcorr(res_pred, res_true))
+        rf_hat = upper_triangle(fc_matrix(res_pred))
+        rf = upper_triangle(fc_matrix(res_true))
+        rok = np.isfinite(rf_hat) & np.isfinite(rf)
+        values["res_pixcorr"] = _pearson(rf_hat[rok], rf[rok]) if rok.sum() >= 2 else nan
+        values["global_share"] = global_share(pred)
+        values["true_global_share"] = global_share(true)
+        values["mean_fc"] = float(np.mean(f_hat[np.isfinite(f_hat)])) \
+            if np.isfinite(f_hat).any() else nan
+        values["true_mean_fc"] = float(np.mean(f[np.isfinite(f)])) if np.isfinite(f).any() else nan
+    else:  # FC and global metrics need at least 3 regions (3 edges)
+        values.update({k: nan for k in ("pixcorr", "connmse", "f1_25", "f1_50", "res_tcorr",
+                                        "res_pixcorr", "global_share", "true_global_share",
+                                        "mean_fc", "true_mean_fc")})
     net_r: dict[str, float] = {}
     if networks is not None:
         if network_order is None:
@@ -279,6 +351,38 @@ def aggregate(scans: Sequence[ScanMetrics]) -> dict[str, dict[str, float]]:
                         for n in nets}
     out["n_scans"] = len(scans)
     return out
+
+
+def _nanmean(v: np.ndarray) -> float:
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def selection_score(summary: Mapping[str, float | None], criterion: str = "composite") -> float:
+    """Model-selection score (higher is better) from a validation summary.
+
+    Parameters
+    ----------
+    summary : mapping
+        Mean validation metrics, e.g. ``{"tcorr": 0.5, "res_tcorr": 0.1, "pixcorr": 0.4}``.
+    criterion : str
+        A key of :data:`SELECTION_CRITERIA` (the mean of its metrics), or ``"mse"`` (minus the MSE).
+        An undefined metric (None/NaN, e.g. Pixcorr of a constant prediction) counts as 0.
+
+    Returns
+    -------
+    float
+    """
+    if criterion == "mse":
+        v = summary.get("mse")
+        return -float(v) if v is not None and np.isfinite(v) else -np.inf
+    if criterion not in SELECTION_CRITERIA:
+        raise ValueError(f"unknown selection criterion {criterion!r}; choose one of "
+                         f"{sorted(SELECTION_CRITERIA) + ['mse']}.")
+    vals = []
+    for k in SELECTION_CRITERIA[criterion]:
+        v = summary.get(k)
+        vals.append(float(v) if v is not None and np.isfinite(v) else 0.0)
+    return float(np.mean(vals))
 
 
 def _nanmean0(a: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ def test_report_writes_all_figures_and_strict_json(tmp_path, rng):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from rtbold.train import load_train_config, train
+    from rtbold.training import load_train_config, train
 
     base = tmp_path_factory.mktemp("eval")
     root = make_tiny_bids(base / "ds", sim_derivatives=True)

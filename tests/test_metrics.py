@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rtbold import metrics
 from rtbold.atlas import load_atlas
 from rtbold.metrics import (aggregate, fc_matrix, format_mean_std, network_tcorr, scan_metrics,
                             tcorr, top_q_f1, upper_triangle)
@@ -107,3 +108,46 @@ def test_aggregate_mean_std(rng):
 def test_shape_mismatch_errors():
     with pytest.raises(ValueError, match="same shape"):
         tcorr(np.zeros((5, 2)), np.zeros((5, 3)))
+
+
+def _global_plus_regional(rng, t=400, p=12, global_sd=2.0):
+    """Truth = a strong shared time course + region-specific parts (smoothed noise)."""
+    g = np.convolve(rng.standard_normal(t + 20), np.ones(10) / 10, "same")[10:-10] * global_sd
+    local = np.stack([np.convolve(rng.standard_normal(t + 20), np.ones(8) / 8, "same")[10:-10]
+                      for _ in range(p)], axis=1)
+    return g[:, None] + local, g, local
+
+
+def test_remove_global_kills_a_shared_time_course(rng):
+    y, g, local = _global_plus_regional(rng)
+    res = metrics.remove_global(y)
+    assert np.allclose(res.mean(axis=0), 0)
+    # every residual column is orthogonal to the global signal it was regressed on
+    g_c = y.mean(axis=1) - y.mean()
+    assert np.abs(g_c @ res).max() < 1e-8 * len(y)
+    same = np.tile(g[:, None], (1, 5)) * np.array([1.0, 2.0, 0.5, 3.0, 1.5])
+    assert np.abs(metrics.remove_global(same)).max() < 1e-9
+    assert metrics.global_share(same) == pytest.approx(1.0)
+    assert 0.3 < metrics.global_share(y) < 0.99
+
+
+def test_global_only_prediction_fails_the_residual_metrics(rng):
+    """Predicting the true global signal everywhere wins Tcorr but not res_tcorr/res_pixcorr."""
+    y, _, _ = _global_plus_regional(rng)
+    glob = np.tile(y.mean(axis=1, keepdims=True), (1, y.shape[1]))
+    glob = glob + 1e-6 * rng.standard_normal(glob.shape)   # not exactly constant across regions
+    m_glob = metrics.scan_metrics(glob, y).values
+    noisy_truth = y + 0.5 * rng.standard_normal(y.shape)
+    m_good = metrics.scan_metrics(noisy_truth, y).values
+    assert m_glob["tcorr"] > 0.7                  # Tcorr alone is fooled
+    assert abs(m_glob["res_tcorr"]) < 0.1         # ... the residual metric is not
+    assert m_glob["global_share"] > 0.999
+    assert m_good["res_tcorr"] > 0.5
+    assert m_good["res_pixcorr"] > 0.5
+    assert m_good["global_share"] < m_glob["global_share"]
+    assert m_glob["mean_fc"] > 0.99 and m_glob["true_mean_fc"] < 0.99
+    # model selection: the composite criterion prefers the regional prediction
+    assert metrics.selection_score(m_good) > metrics.selection_score(m_glob)
+    assert metrics.selection_score(m_glob, "tcorr") > metrics.selection_score(m_glob)
+    with pytest.raises(ValueError, match="unknown selection criterion"):
+        metrics.selection_score(m_good, "bogus")

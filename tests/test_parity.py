@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from rtbold.evaluate import _meta_dict, data_config_for
+from rtbold.evaluate import data_config_for
 from rtbold.models import create_model, load_bundle, save_bundle
 from rtbold.simulator import simulate_dataset, simulator_config
 from rtbold.stream.engine import LiveEngine
 from rtbold.stream.replay import Replayer
 from rtbold.stream.worker import ModelRunner
-from rtbold.train import load_scans, predict_items
+from rtbold.training import load_scans, meta_dict, predict_items
 
 from test_live_utils import live_config, montage_channels, unique_id
 
@@ -53,7 +53,7 @@ def bundle(tmp_path_factory):
 def offline(dataset, bundle):
     """Predictions of the offline evaluator's path (data settings from the bundle)."""
     model, meta = load_bundle(bundle)
-    meta = _meta_dict(meta)
+    meta = meta_dict(meta)
     assert data_config_for(meta, dataset).highpass == 0.5
     (scan,) = load_scans(data_config_for(meta, dataset), meta["ch_names"], meta["roi_names"])
     items = [(0, int(k)) for k in scan.valid_indices]

@@ -176,6 +176,28 @@ def test_subject_offset_makes_the_same_subject_alone(tmp_path):
     assert len([p for p in both.files if p.suffix == ".eeg"]) == 2
 
 
+def test_bold_scans_keep_held_out_real_scans_apart(tmp_path):
+    """bold_scans picks which real scans drive the subjects: a held-out set made from 17-22
+    never uses a real scan of a training set made from 0-16."""
+    from rtbold.simulator.bold import parse_scan_selection
+
+    assert parse_scan_selection("0-2,5", 23) == [0, 1, 2, 5]
+    assert parse_scan_selection("", 3) == [0, 1, 2]
+    for bad in ("5-2", "0-23", "a"):
+        with pytest.raises(ValueError, match="bold_scans"):
+            parse_scan_selection(bad, 23)
+    real, scans = _real_scans()
+    simulate_dataset(tmp_path / "held", simulator_config(n_subjects=2, n_volumes=12,
+                                                         bold_scans="17-22"), progress=False)
+    for sub, k in (("01", 17), ("02", 18)):
+        path = (tmp_path / "held" / f"sub-{sub}" / "func" /
+                f"sub-{sub}_{BASE}_atlas-DiFuMo64_timeseries.tsv")
+        values = np.loadtxt(path, delimiter="\t", skiprows=1)
+        np.testing.assert_array_equal(values, real[k, :12].astype(np.float64))
+    participants = (tmp_path / "held" / "participants.tsv").read_text(encoding="utf-8")
+    assert scans[17] in participants and scans[0] not in participants
+
+
 # ---- EEG realism --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -104,14 +104,14 @@ def tiny_bids(tmp_path_factory):
 
 # ------------------------------------------------------------------ sampler and schedule
 def test_chunk_sampler_never_mixes_scans_and_keeps_order():
-    from rtbold.train import ChunkBatchSampler, _runs_by_scan
+    from rtbold.training import ChunkBatchSampler, runs_by_scan
 
     # items as (scan, volume): scan 0 has volumes 0..9 and 12..20 (a hole), scan 1 has 0..14
     items = [(0, k) for k in [*range(10), *range(12, 21)]] + [(1, k) for k in range(15)]
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(items))              # dataset order need not be time order
     items = [items[i] for i in perm]
-    runs = _runs_by_scan(items)
+    runs = runs_by_scan(items)
     sampler = ChunkBatchSampler(runs, 4, shuffle=True, jitter=True, seed=3)
     orders = []
     for epoch in range(4):
@@ -131,7 +131,7 @@ def test_chunk_sampler_never_mixes_scans_and_keeps_order():
 
 
 def test_chunk_sampler_ranks_are_disjoint_and_equal():
-    from rtbold.train import ChunkBatchSampler
+    from rtbold.training import ChunkBatchSampler
 
     runs = [list(range(0, 50)), list(range(50, 83))]
     s0 = ChunkBatchSampler(runs, 5, seed=1, rank=0, world_size=2)
@@ -142,7 +142,7 @@ def test_chunk_sampler_ranks_are_disjoint_and_equal():
 
 
 def test_lr_schedule_matches_model_md():
-    from rtbold.train import lr_schedule
+    from rtbold.training import lr_schedule
 
     total, warm = 3180, 795
     assert lr_schedule(0, total, warm, 3e-4, 1e-6) == 0.0
@@ -164,7 +164,7 @@ def test_lr_schedule_matches_model_md():
     ("data", "n_regions = 100", "data.n_regions"),
 ])
 def test_bad_config_names_the_key(tmp_path, section, body, key):
-    from rtbold.train import load_train_config
+    from rtbold.training import load_train_config
 
     path = tmp_path / "bad.toml"
     path.write_text(f"[{section}]\n{body}\n")
@@ -173,7 +173,7 @@ def test_bad_config_names_the_key(tmp_path, section, body, key):
 
 
 def test_shipped_configs_load():
-    from rtbold.train import load_train_config
+    from rtbold.training import load_train_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     for name in ("train_demo.toml", "train_unebolt_base.toml"):
@@ -184,7 +184,7 @@ def test_shipped_configs_load():
 def test_intra_scan_split_uses_each_scan_chronologically():
     from types import SimpleNamespace
 
-    from rtbold.train import make_split
+    from rtbold.training import make_split
 
     scans = [SimpleNamespace(spec=SimpleNamespace(subject=f"sub-0{i}", scan="run-01",
                                                   name=f"sub-0{i}_run-01"),
@@ -202,7 +202,7 @@ def test_intra_scan_split_uses_each_scan_chronologically():
 # ------------------------------------------------------------------ end to end
 def test_one_epoch_run_writes_complete_bundle_and_resumes(tiny_bids, tmp_path):
     from rtbold.models import load_bundle
-    from rtbold.train import load_train_config, train
+    from rtbold.training import load_train_config, train
 
     cfg_path = tiny_config(tmp_path, tiny_bids)
     cfg = load_train_config(cfg_path)
@@ -253,7 +253,7 @@ def test_ddp_two_cpu_processes_end_identical(tiny_bids, tmp_path):
 
 
 def test_resume_without_checkpoint_says_where(tiny_bids, tmp_path):
-    from rtbold.train import load_train_config, train
+    from rtbold.training import load_train_config, train
 
     cfg = load_train_config(tiny_config(tmp_path, tiny_bids))
     with pytest.raises(FileNotFoundError, match="checkpoint"):
@@ -261,7 +261,7 @@ def test_resume_without_checkpoint_says_where(tiny_bids, tmp_path):
 
 
 def test_bf16_on_cpu_is_refused_with_the_key(tmp_path):
-    from rtbold.train import load_train_config
+    from rtbold.training import load_train_config
 
     path = tmp_path / "c.toml"
     path.write_text('[train]\ndevice = "cpu"\nbf16 = true\n')

@@ -7,11 +7,11 @@ Python API::
     summary = simulate_dataset("sim_out", SimulatorConfig(n_subjects=2))      # BIDS on disk
 """
 
-from .bids import SimulationSummary, simulate_dataset
+from .bids import SIM_DERIVATIVES, SimulationSummary, simulate_dataset
 from .bold import BoldSource, load_bold_source
 from .config import SimulatorConfig, load_simulator_config, simulator_config
 from .core import ScanResult, ScanSimulator, simulate_scan
 
 __all__ = ["SimulatorConfig", "simulator_config", "load_simulator_config", "simulate_scan",
            "simulate_dataset", "SimulationSummary", "ScanResult", "ScanSimulator", "BoldSource",
-           "load_bold_source"]
+           "load_bold_source", "SIM_DERIVATIVES"]

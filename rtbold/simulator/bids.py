@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..atlas import load_atlas
 from ..config import to_dict
-from .bold import load_bold_source
+from .bold import load_bold_source, select_scans
 from .config import SimulatorConfig
 from .core import ScanResult, ScanSimulator
 
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 #: Above this many values (channels x samples) the .eeg file is streamed block by block
 #: instead of handing one array to pybv (which makes float64 copies of it).
 PYBV_MAX_VALUES = 20_000_000
-DERIV = Path("derivatives") / "rtbold-sim"
+#: Where the simulator writes its ground truth (knobs, ceiling, explainable BOLD) under a root.
+SIM_DERIVATIVES = Path("derivatives") / "rtbold-sim"
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: 
                    f"{res.bold.shape[0]} volumes, unchanged" if cfg.mode == "semi"
                    else "synthetic (group FC, 1/f latent drive convolved with the HRF)"),
     }))
-    deriv = root / DERIV / f"sub-{sub}"
+    deriv = root / SIM_DERIVATIVES / f"sub-{sub}"
     deriv.mkdir(parents=True, exist_ok=True)
     npz = deriv / f"{base}_desc-latent.npz"
     _savez_deterministic(
@@ -228,7 +229,8 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     if root.is_dir() and any(root.iterdir()) and not overwrite:
         raise ValueError(f"{root} is not empty; choose an empty folder or pass --overwrite.")
     t0 = time.perf_counter()
-    source = load_bold_source(cfg.bold_from or None, tr=cfg.tr) if cfg.mode == "semi" else None
+    source = (select_scans(load_bold_source(cfg.bold_from or None, tr=cfg.tr), cfg.bold_scans)
+              if cfg.mode == "semi" else None)
     atlas = load_atlas(64)
     root.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -277,7 +279,7 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
         "EEG-explainable correlation) and the latent drive of every scan.\n", encoding="utf-8")
     files.append(readme)
     C, O = np.array(ceilings), np.array(oracles)
-    deriv = root / DERIV
+    deriv = root / SIM_DERIVATIVES
     files.append(_write_json(deriv / "dataset_description.json", {
         "Name": "rtbold simulator ground truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "rtbold simulate", "Version": __version__}]}))
@@ -286,7 +288,7 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
         "bold_source": (source.origin if source is not None else "synthetic"),
         "scan_sources": scan_sources,
         "assignment": "semi-synthetic: simulated scan i (subject-major order) uses real scan "
-                      "i modulo the number of real scans, in the file's order",
+                      "i modulo the number of real scans selected by bold_scans, in the file's order",
     }))
     files.append(_write_tsv(
         deriv / "ceiling.tsv",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -117,6 +118,38 @@ def load_bold_source(path: str | Path | None = None, tr: float | None = None) ->
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{path}: the region series contain NaN or inf.")
     return BoldSource(data, scans, float(file_tr), path.name)
+
+
+def parse_scan_selection(spec: str, n_scans: int, where: str = "simulate.bold_scans") -> list[int]:
+    """Indices from a selection such as ``"0-16"`` or ``"0,3,5-7"`` (0-based, inclusive ranges).
+
+    An empty string selects all ``n_scans``. Out-of-range or malformed entries raise
+    ``ValueError`` naming ``where``.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        return list(range(n_scans))
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if m is None:
+            raise ValueError(f"{where} = {spec!r}: {part!r} is not an index or a range like 0-16.")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo or hi >= n_scans:
+            raise ValueError(f"{where} = {spec!r}: {part!r} is outside the {n_scans} real scans "
+                             f"(0-{n_scans - 1}).")
+        out += [i for i in range(lo, hi + 1) if i not in out]
+    return out
+
+
+def select_scans(source: BoldSource, spec: str) -> BoldSource:
+    """The source restricted to the scans of :func:`parse_scan_selection` (order kept)."""
+    idx = parse_scan_selection(spec, source.data.shape[0])
+    if idx == list(range(source.data.shape[0])):
+        return source
+    return BoldSource(source.data[idx], [source.scans[i] for i in idx], source.tr,
+                      f"{source.origin} scans {spec}")
 
 
 def synthetic_latent(n: int, dt: float, fc: np.ndarray, exponent: float,

@@ -27,6 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bold-from", default=None, dest="bold_from", metavar="PATH",
                    help="region TSV (header = DiFuMo names) or npz; default: packaged real scans")
+    p.add_argument("--bold-scans", default=None, dest="bold_scans", metavar="SEL",
+                   help="real scans that drive the simulation, 0-based: '0-16', '17-22', "
+                        "'0,3,5-7' (default all); keep training and held-out sets disjoint")
     p.add_argument("--mode", choices=("semi", "synthetic"), default=None)
     p.add_argument("--coupling", type=float, default=None, metavar="KAPPA",
                    help="global EEG-BOLD coupling scale")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from .bids import simulate_dataset
 
     overrides = {k: getattr(args, k) for k in ("n_subjects", "subject_offset", "scans_per_subject", "n_volumes",
-                                              "sfreq", "seed", "bold_from", "mode", "coupling",
+                                              "sfreq", "seed", "bold_from", "bold_scans", "mode", "coupling",
                                               "snr")}
     cfg = load_simulator_config(args.config, **overrides)
     summary = simulate_dataset(args.out_dir, cfg, overwrite=args.overwrite,

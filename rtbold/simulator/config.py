@@ -32,6 +32,10 @@ class SimulatorConfig:
     sfreq: float = field(default=250.0, metadata={"range": (100.0, 20000.0)})
     seed: int = field(default=0, metadata={"range": (0, 2**31 - 1)})
     bold_from: str = ""
+    #: Which of the source's real scans drive the simulation, as 0-based indices and ranges
+    #: ("0-16", "17-22", "0,3,5-7"); "" = all. Keep training and held-out datasets on disjoint
+    #: sets so that no real fMRI scan of a held-out subject was ever seen in training.
+    bold_scans: str = ""
     lead_s: float = field(default=20.0, metadata={"range": (0.0, 300.0)})
     tail_s: float = field(default=2.0, metadata={"range": (0.0, 60.0)})
     marker: str = "R149"

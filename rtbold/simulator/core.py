@@ -33,7 +33,7 @@ from scipy.signal import butter, fftconvolve, resample_poly, sosfilt, sosfiltfil
 
 from ..atlas import load_atlas, load_group_fc
 from ..montage import load_montage
-from .bold import BoldSource, load_bold_source, synthetic_latent
+from .bold import BoldSource, load_bold_source, select_scans, synthetic_latent
 from .config import SimulatorConfig
 from .geometry import BAND_NAMES, BANDS, load_geometry, region_prior_matrix
 from .hrf import HRF_LENGTH_S, convolve, hrf_kernels, wiener_deconvolve
@@ -273,8 +273,8 @@ class ScanSimulator:
         self.atlas = load_atlas(64)
         self.f_int, self.up = internal_rate(cfg.sfreq)
         if cfg.mode == "semi":
-            source = source if source is not None else load_bold_source(cfg.bold_from or None,
-                                                                        tr=cfg.tr)
+            source = source if source is not None else select_scans(
+                load_bold_source(cfg.bold_from or None, tr=cfg.tr), cfg.bold_scans)
             k = (subject * cfg.scans_per_subject + scan) % source.data.shape[0]
             if cfg.n_volumes > source.data.shape[1]:
                 raise ValueError(

@@ -1,0 +1,238 @@
+"""Channel-resolved log band power in torch: the ridge model and UnEBOLT's band-power branch.
+
+Resting-state EEG-fMRI work regresses BOLD on lagged band power of every channel. The mean-pooled
+embeddings of NeuroBOLT/UnEBOLT lose *which* channel carried the power, and on unseen subjects
+they end up predicting one global time course for every region. This module keeps the channels
+apart:
+
+- :class:`BandPowerFeatures`: log10 band power per (2-s segment, channel, band) of the 16-s
+  window, the exact twin of :func:`rtbold.models.baselines.band_power_features`, standardised with
+  training-set statistics stored as buffers (so a bundle carries them and live use needs no
+  per-scan statistics).
+- :class:`RidgeBOLT`: ``[model] name = "ridge"``: those features and a linear readout, fitted in
+  closed form by :class:`~rtbold.models.baselines.RidgeBandPower` and stored as a bundle like any
+  model, so it is evaluated and run live through the same code (a fast CPU option).
+- :class:`BandPowerBranch`: UnEBOLT's channel-resolved branch (``bandpower_branch = true``): the
+  same linear readout (initialised from the ridge fit on the training data) plus a small MLP shared
+  by all channels on each channel's (segment x band) power, read out per region. Its MLP readout
+  starts at zero, so an initialised model starts as the ridge and training moves it from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .baselines import BANDS
+
+__all__ = ["BandPowerConfig", "BandPowerFeatures", "BandPowerBranch", "RidgeConfig", "RidgeBOLT"]
+
+
+def _default_bands() -> list[list[float]]:
+    return [list(v) for v in BANDS.values()]
+
+
+@dataclass
+class BandPowerConfig:
+    """Feature layout: ``n_segments`` sub-windows of a window of ``n_samples`` at ``sfreq``."""
+
+    sfreq: float = 200.0
+    n_samples: int = 3200
+    n_segments: int = 8
+    bands: list[list[float]] = field(default_factory=_default_bands)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def segment(self) -> int:
+        return self.n_samples // self.n_segments
+
+
+class BandPowerFeatures(nn.Module):
+    """(B, C, n_samples) -> standardised log band power (B, n_segments, C, n_bands).
+
+    Same definition as :func:`~rtbold.models.baselines.band_power_features` (Hann taper per
+    segment, mean periodogram bin in each band, ``log10(power + 1e-12)``); ``mean`` and ``scale``
+    buffers (one per feature, in that function's (segment, channel, band) order) are set from
+    training data by :meth:`set_standardisation`.
+    """
+
+    def __init__(self, cfg: BandPowerConfig, n_channels: int) -> None:
+        super().__init__()
+        if cfg.n_samples % cfg.n_segments:
+            raise ValueError(f"window of {cfg.n_samples} samples is not divisible into "
+                             f"{cfg.n_segments} segments")
+        self.cfg = cfg
+        self.n_channels = int(n_channels)
+        seg = cfg.segment
+        freqs = np.fft.rfftfreq(seg, 1.0 / cfg.sfreq)
+        cols = []
+        for lo, hi in cfg.bands:
+            m = (freqs >= lo) & (freqs < hi)
+            if not m.any():
+                raise ValueError(f"band {lo}-{hi} Hz has no FFT bin with {seg}-sample segments")
+            cols.append(m / m.sum())
+        self.register_buffer("taper", torch.from_numpy(np.hanning(seg)).float())
+        self.register_buffer("band_matrix", torch.from_numpy(np.stack(cols, 1)).float())
+        n_feat = cfg.n_segments * self.n_channels * cfg.n_bands
+        self.register_buffer("mean", torch.zeros(n_feat))
+        self.register_buffer("scale", torch.ones(n_feat))
+
+    @property
+    def n_features(self) -> int:
+        return int(self.mean.numel())
+
+    def set_standardisation(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Store per-feature mean and scale (e.g. ``RidgeBandPower.mean_`` / ``scale_``)."""
+        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(-1)
+        scale = torch.as_tensor(np.asarray(scale), dtype=torch.float32).reshape(-1)
+        if mean.numel() != self.n_features or scale.numel() != self.n_features:
+            raise ValueError(f"standardisation has {mean.numel()} values, the features "
+                             f"{self.n_features}")
+        if not (torch.isfinite(mean).all() and (scale > 0).all()):
+            raise ValueError("standardisation must be finite with positive scales")
+        self.mean.copy_(mean)
+        self.scale.copy_(scale)
+
+    def log_power(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw log10 band power (B, n_segments, C, n_bands), not standardised."""
+        cfg = self.cfg
+        b, c, n = x.shape
+        if n != cfg.n_samples or c != self.n_channels:
+            raise ValueError(f"expected input (batch, {self.n_channels}, {cfg.n_samples}), got "
+                             f"{tuple(x.shape)}")
+        # float32 whatever the autocast: the FFT of a bf16 signal loses the low-power bands
+        xs = x.float().reshape(b, c, cfg.n_segments, cfg.segment)
+        xs = xs - xs.mean(dim=-1, keepdim=True)
+        power = torch.fft.rfft(xs * self.taper, dim=-1).abs().square()      # (B, C, S, F)
+        bp = power @ self.band_matrix                                        # (B, C, S, nb)
+        return torch.log10(bp + 1e-12).transpose(1, 2)                       # (B, S, C, nb)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.log_power(x)
+        shape = f.shape
+        return ((f.reshape(shape[0], -1) - self.mean) / self.scale).reshape(shape)
+
+
+@dataclass
+class RidgeConfig:
+    """``[model] name = "ridge"``: ridge on lagged log band power (no encoder)."""
+
+    bandpower: BandPowerConfig = field(default_factory=BandPowerConfig)
+    #: Penalty chosen by cross-validation at fit time (recorded; not used by ``forward``).
+    alpha: float | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return self.bandpower.n_samples
+
+
+def _check_names(ch_names: Sequence[str], n_rois: int) -> list[str]:
+    if int(n_rois) < 1:
+        raise ValueError(f"n_rois must be >= 1, got {n_rois}")
+    names = [str(c).strip().upper() for c in ch_names]
+    if not names:
+        raise ValueError("ch_names is empty: the model needs at least one EEG channel")
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise ValueError(f"duplicate channel names (case-insensitive): {dupes}")
+    return names
+
+
+class RidgeBOLT(nn.Module):
+    """Ridge regression on lagged log band power as a torch module: (B, C, n) -> (B, n_rois).
+
+    Built untrained (zero readout) by the registry; :meth:`load_estimator` copies a fitted
+    :class:`~rtbold.models.baselines.RidgeBandPower` into it.
+    """
+
+    model_name = "ridge"
+
+    def __init__(self, cfg: RidgeConfig, n_rois: int, ch_names: Sequence[str]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.ch_names = _check_names(ch_names, n_rois)
+        self.n_rois = int(n_rois)
+        self.size = "custom"
+        self.features = BandPowerFeatures(cfg.bandpower, len(self.ch_names))
+        self.readout = nn.Linear(self.features.n_features, self.n_rois)
+        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout.bias)
+
+    @property
+    def n_samples(self) -> int:
+        return self.cfg.n_samples
+
+    def load_estimator(self, est) -> RidgeBOLT:
+        """Copy a fitted ``RidgeBandPower`` (standardisation, coefficients, intercept) in."""
+        copy_ridge(est, self.features, self.readout)
+        self.cfg.alpha = float(est.alpha_)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.features(x).flatten(1))
+
+
+def copy_ridge(est, features: BandPowerFeatures, readout: nn.Linear) -> None:
+    """Put a fitted ``RidgeBandPower`` into ``features`` (standardisation) and ``readout``."""
+    if not hasattr(est, "coef_"):
+        raise RuntimeError("the ridge estimator is not fitted")
+    if est.coef_.shape != (features.n_features, readout.out_features):
+        raise ValueError(f"ridge coefficients {est.coef_.shape} do not fit the model's "
+                         f"({features.n_features}, {readout.out_features})")
+    features.set_standardisation(est.mean_, est.scale_)
+    with torch.no_grad():
+        readout.weight.copy_(torch.as_tensor(est.coef_.T, dtype=torch.float32))
+        readout.bias.copy_(torch.as_tensor(est.intercept_, dtype=torch.float32))
+
+
+class BandPowerBranch(nn.Module):
+    """UnEBOLT's channel-resolved branch: linear readout + channel-shared MLP readout.
+
+    ``y = W f + b + V [m(f_1); ...; m(f_C)]`` with ``f`` the standardised features (all channels,
+    segments, bands), ``f_c`` channel c's (segment x band) vector, ``m`` a two-layer MLP shared by
+    all channels (width ``hidden``) and ``V`` a per-region readout that starts at zero.
+
+    Parameters
+    ----------
+    cfg : BandPowerConfig
+    n_channels, n_rois : int
+    hidden : int
+        Width of the channel-shared MLP; 0 leaves only the linear readout.
+    dropout : float
+        Dropout on the MLP's output.
+    """
+
+    def __init__(self, cfg: BandPowerConfig, n_channels: int, n_rois: int, hidden: int = 16,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.features = BandPowerFeatures(cfg, n_channels)
+        self.linear = nn.Linear(self.features.n_features, n_rois)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.hidden = int(hidden)
+        if self.hidden > 0:
+            per_channel = cfg.n_segments * cfg.n_bands
+            self.mlp = nn.Sequential(nn.Linear(per_channel, hidden), nn.GELU(),
+                                     nn.Linear(hidden, hidden), nn.GELU())
+            self.drop = nn.Dropout(dropout)
+            self.mlp_readout = nn.Linear(n_channels * hidden, n_rois)
+            nn.init.zeros_(self.mlp_readout.weight)
+            nn.init.zeros_(self.mlp_readout.bias)
+        else:
+            self.mlp = self.drop = self.mlp_readout = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)                                                 # (B, S, C, nb)
+        y = self.linear(f.flatten(1))
+        if self.mlp is not None:
+            per_ch = f.permute(0, 2, 1, 3).flatten(2)                        # (B, C, S * nb)
+            z = self.drop(self.mlp(per_ch))                                  # (B, C, hidden)
+            y = y + self.mlp_readout(z.flatten(1))
+        return y
