@@ -1,4 +1,11 @@
-"""Sliding-window functional connectivity of the received frames, ordered by Yeo-7 network."""
+"""Sliding-window functional connectivity of the received frames, ordered by Yeo-7 network.
+
+Two kinds: raw FC (Pearson r of the window's series) and FC after global-signal regression (GSR:
+the across-region mean time course of the window is regressed out of every region's series, with
+:func:`rtbold.metrics.remove_global`, before correlating). When one component common to all regions
+dominates, as in predicted BOLD, raw FC is close to +1 everywhere; after GSR the network structure
+shows. GSR makes the mean off-diagonal r slightly negative (about -1/(P-1)) by construction.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
+from rtbold.metrics import remove_global
+
 from . import theme
 from .history import FrameHistory
 from .regions import RegionInfo, region_info
@@ -15,15 +24,31 @@ from .regions import RegionInfo, region_info
 logger = logging.getLogger(__name__)
 
 
-def window_fc(values: np.ndarray) -> np.ndarray:
-    """Pearson correlation between columns of ``values`` (W, P); 0 where a column is constant
-    or has non-finite values, 1 on the diagonal. Display statistic only."""
+def window_fc(values: np.ndarray, gsr: bool = False) -> np.ndarray:
+    """Pearson correlation between columns of ``values`` (W, P), raw or after global-signal
+    regression.
+
+    Parameters
+    ----------
+    values : np.ndarray (W, P)
+    gsr : bool
+        Regress the across-region mean time course (of the columns with finite values) out of
+        every column first (:func:`rtbold.metrics.remove_global`).
+
+    Returns
+    -------
+    np.ndarray (P, P)
+        0 where a column is constant (or, after GSR, equal to the global signal) or has
+        non-finite values; 1 on the diagonal. Display statistic only.
+    """
     x = np.asarray(values, np.float64)
     p = x.shape[1]
     if x.shape[0] < 3:
         return np.eye(p)
     good = np.isfinite(x).all(axis=0)
     x = np.where(good, x, 0.0)
+    if gsr and good.any():
+        x[:, good] = remove_global(x[:, good])
     x = x - x.mean(axis=0)
     sd = np.sqrt((x ** 2).sum(axis=0))
     good &= sd > 1e-12
@@ -66,9 +91,11 @@ class FCView(QtWidgets.QWidget):
         DiFuMo-64 when None.
     window : int
         W, frames in the sliding window (default 30 TRs).
+    gsr : bool
+        Show FC after global-signal regression instead of raw FC (both matrices follow).
     """
 
-    def __init__(self, regions: RegionInfo | None = None, window: int = 30,
+    def __init__(self, regions: RegionInfo | None = None, window: int = 30, gsr: bool = False,
                  parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.cmap = theme.diverging_cmap()
@@ -79,13 +106,24 @@ class FCView(QtWidgets.QWidget):
         self.window_spin.setValue(int(window))
         self.window_spin.setSuffix(" TR")
         self.window_spin.setToolTip("Sliding window length W for the correlation.")
+        self.kind_combo = QtWidgets.QComboBox()
+        self.kind_combo.addItem("Raw FC", False)
+        self.kind_combo.addItem("After GSR", True)
+        self.kind_combo.setToolTip(
+            "After GSR: the across-region mean time course of the window is regressed out of "
+            "every region before correlating, so network structure shows even when one global "
+            "component dominates (the mean r is then slightly negative by construction).")
+        self.kind_combo.setCurrentIndex(1 if gsr else 0)
+        self.kind_combo.currentIndexChanged.connect(self._on_kind_changed)
+        self._history: FrameHistory | None = None
         self.info = QtWidgets.QLabel("")
         self.info.setStyleSheet(f"color: {theme.MUTED};")
-        self.info.setFixedWidth(190)  # text changes must not re-layout the window
+        self.info.setFixedWidth(260)  # text changes must not re-layout the window
         self.info.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
         bar = QtWidgets.QHBoxLayout()
         bar.addWidget(QtWidgets.QLabel("Window"))
         bar.addWidget(self.window_spin)
+        bar.addWidget(self.kind_combo)
         bar.addStretch(1)
         bar.addWidget(self.info)
 
@@ -120,14 +158,28 @@ class FCView(QtWidgets.QWidget):
         lay.addWidget(self.glw, 1)
         self.regions = regions or region_info()
         self.configure(self.regions)
+        self._on_kind_changed()
 
     @property
     def window(self) -> int:
         return int(self.window_spin.value())
 
+    @property
+    def gsr(self) -> bool:
+        """True when the view shows FC after global-signal regression."""
+        return bool(self.kind_combo.currentData())
+
+    def _on_kind_changed(self, *_) -> None:
+        kind = "Region FC after GSR" if self.gsr else "Region FC"
+        self.plot.setTitle(kind)
+        self.net_plot.setTitle("Network FC after GSR" if self.gsr else "Network FC")
+        if self._history is not None:
+            self.update_view(self._history)
+
     def configure(self, regions: RegionInfo) -> None:
         """Order, network boundaries and labels for ``regions``."""
         self.regions = regions
+        self._history = None
         self.order = regions.order()
         self.present = regions.networks_present()
         nets = [regions.networks[i] for i in self.order]
@@ -160,18 +212,21 @@ class FCView(QtWidgets.QWidget):
         """Recompute FC over the last W frames and redraw both images."""
         if history is None or history.n_regions != self.regions.n:
             return
+        self._history = history
         d = history.last(self.window)
         n = d["values"].shape[0]
         if n < 3:
             self.info.setText(f"{n}/{self.window} TRs")
             return
         vals = d["values"][:, self.order]
-        self.fc = window_fc(vals)
+        self.fc = window_fc(vals, gsr=self.gsr)
         nets = [self.regions.networks[i] for i in self.order]
         self.summary = network_summary(self.fc, nets, self.present)
         self.image.setImage(self.fc, levels=(-1, 1), autoLevels=False)
         self.net_image.setImage(np.nan_to_num(self.summary, nan=0.0), levels=(-1, 1),
                                 autoLevels=False)
-        off = self.fc[~np.eye(self.fc.shape[0], dtype=bool)]
-        self.info.setText(f"TR {int(d['index'][0])}–{int(d['index'][-1])}  "
-                          f"mean r {off.mean():+.2f}")
+        off = ~np.eye(self.fc.shape[0], dtype=bool)
+        text = f"TR {int(d['index'][0])}–{int(d['index'][-1])}  mean r {self.fc[off].mean():+.2f}"
+        if self.gsr:  # how much the global component dominates the raw FC
+            text += f" (raw {window_fc(vals)[off].mean():+.2f})"
+        self.info.setText(text)

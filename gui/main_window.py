@@ -74,11 +74,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.error.connect(self.show_error)
         self.bridge.frame_ready.connect(self._check_regions)
 
-        self.glass = GlassBrainView(self.regions,
-                                    limit=None if s.adaptive_limits else s.color_limit)
-        self.glass.limit_spin.setValue(s.color_limit)
+        self.glass = GlassBrainView(self.regions, mode=s.color_mode, limit=s.color_limit,
+                                    subtract_mean=s.subtract_mean)
         self.traces = TracesView(self.regions, n_trs=s.trace_window)
-        self.fc = FCView(self.regions, window=s.fc_window)
+        self.fc = FCView(self.regions, window=s.fc_window, gsr=s.fc_gsr)
         self.feedback = FeedbackView(target=s.feedback_target, baseline=s.feedback_baseline)
         self.status_view = StatusView()
         self.connect_panel = ConnectPanel(s)
@@ -209,8 +208,8 @@ class MainWindow(QtWidgets.QMainWindow):
             s, trace_window=self.traces.n_trs, fc_window=self.fc.window,
             feedback_target=self.feedback.target_spin.value(),
             feedback_baseline=self.feedback.baseline_spin.value(),
-            color_limit=self.glass.limit_spin.value(),
-            adaptive_limits=self.glass.adaptive.isChecked())
+            color_mode=self.glass.mode, color_limit=self.glass.limit_spin.value(),
+            subtract_mean=self.glass.subtract_mean.isChecked(), fc_gsr=self.fc.gsr)
 
     def save_settings(self) -> Path | None:
         try:

@@ -8,14 +8,15 @@ from typing import Sequence
 
 import numpy as np
 
-from rtbold.atlas import NETWORK_ORDER, SUPPORTED_N_REGIONS, load_atlas, normalise_region_name
+from rtbold.atlas import (NETWORK_ORDER, SUPPORTED_N_REGIONS, RegionMarker, load_atlas,
+                          normalise_region_name)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RegionInfo:
-    """Region names with their Yeo-7 networks and, for DiFuMo-64, glass-brain positions.
+    """Region names with their Yeo-7 networks and, for DiFuMo tables, glass-brain positions.
 
     Attributes
     ----------
@@ -23,16 +24,17 @@ class RegionInfo:
     networks : list of str
         Readable network names (``rtbold.atlas.NETWORK_ORDER``).
     non_neural : np.ndarray of bool
-    display : list of dict | None
-        Per region ``{"mode", "x", "y", "z"}`` (MNI mm) or None when the atlas has no display
-        coordinates (DiFuMo-128/256, or names that are not a DiFuMo table).
+    display : list of RegionMarker | None
+        Per region its glass-brain marker(s) in MNI mm (:attr:`rtbold.atlas.Atlas.markers`,
+        computed from the DiFuMo maps at 64, 128 and 256 components), or None when the names are
+        not those of a DiFuMo table.
     atlas_name : str
     """
 
     names: list[str]
     networks: list[str]
     non_neural: np.ndarray
-    display: list[dict] | None = None
+    display: list[RegionMarker] | None = None
     atlas_name: str = "custom"
     _order: np.ndarray | None = field(default=None, repr=False)
 
@@ -94,8 +96,8 @@ def region_info(roi_names: Sequence[str] | None = None, networks: Sequence[str] 
                 n_regions: int | None = None) -> RegionInfo:
     """Build :class:`RegionInfo` from an engine's ROI names (or a DiFuMo size).
 
-    When the names are those of a DiFuMo table (any order), networks, non-neural flags and display
-    coordinates come from :func:`rtbold.atlas.load_atlas`; otherwise the given ``networks`` (or
+    When the names are those of a DiFuMo table (any order), networks, non-neural flags and
+    glass-brain markers come from :func:`rtbold.atlas.load_atlas`; otherwise the given ``networks`` (or
     ``"Subcortical/other"``) are used and the glass brain has no positions.
     """
     if roi_names is None:
@@ -108,7 +110,7 @@ def region_info(roi_names: Sequence[str] | None = None, networks: Sequence[str] 
         lookup = {normalise_region_name(n): i for i, n in enumerate(atlas.roi_names)}
         idx = [lookup.get(normalise_region_name(n)) for n in names]
         if all(i is not None for i in idx):
-            disp = [dict(atlas.display[i]) for i in idx] if atlas.display is not None else None
+            disp = None if atlas.markers is None else [atlas.markers[i] for i in idx]
             return RegionInfo(names, [atlas.networks[i] for i in idx],
                               np.asarray(atlas.non_neural)[idx], disp, atlas.name)
         logger.info("ROI names are not the DiFuMo-%d names; no atlas positions.", p)

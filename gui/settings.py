@@ -34,8 +34,13 @@ class SessionSettings:
     fc_window: int = field(default=30, metadata={"range": (5, 600)})
     feedback_target: float = field(default=1.5, metadata={"range": (-10.0, 10.0)})
     feedback_baseline: float = field(default=0.0, metadata={"range": (-10.0, 10.0)})
+    #: Glass-brain colour limits: "robust" (follow the predictions) or "fixed" (±color_limit).
+    color_mode: str = field(default="robust", metadata={"choices": ("robust", "fixed")})
     color_limit: float = field(default=2.0, metadata={"range": (0.1, 20.0)})
-    adaptive_limits: bool = False
+    #: Glass brain shows each frame minus its across-region mean.
+    subtract_mean: bool = False
+    #: FC view after global-signal regression (instead of raw FC).
+    fc_gsr: bool = False
 
 
 def default_settings_path() -> Path:

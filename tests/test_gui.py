@@ -7,18 +7,21 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PyQt6 import QtCore  # noqa: E402
+from PyQt6 import QtCore, QtGui  # noqa: E402
 
 from qt_helpers import region_stats  # noqa: E402
 
 from rtbold.atlas import load_atlas  # noqa: E402
-from rtbold.gui.fc import network_summary, window_fc  # noqa: E402
-from rtbold.gui.glassbrain import GlassBrainView, marker_positions, outline_path  # noqa: E402
+from rtbold.gui import theme  # noqa: E402
+from rtbold.gui.fc import FCView, network_summary, window_fc  # noqa: E402
+from rtbold.gui.glassbrain import (GlassBrainView, color_levels, marker_positions,  # noqa: E402
+                                   outline_path, robust_spread)
 from rtbold.gui.history import FrameHistory  # noqa: E402
 from rtbold.gui.main_window import MainWindow  # noqa: E402
 from rtbold.gui.regions import region_info  # noqa: E402
 from rtbold.gui.synthetic import SyntheticEngine, SyntheticFrames  # noqa: E402
 from rtbold.gui.traces import running_correlation  # noqa: E402
+from rtbold.metrics import remove_global  # noqa: E402
 from rtbold.stream.frames import EngineStatus, Frame  # noqa: E402
 
 
@@ -148,11 +151,13 @@ def test_fc_helpers(rng):
     assert np.isnan(s[1, 1])
 
 
-def test_outlines_and_markers_in_mni_space():
-    regions = region_info()
+@pytest.mark.parametrize("n", [64, 128, 256])
+def test_outlines_and_markers_in_mni_space(n):
+    regions = region_info(n_regions=n)
     xyz, reg = marker_positions(regions)
-    n_pairs = sum(d["mode"] == "bilateral_pair" for d in regions.display)
-    assert len(xyz) == 64 + n_pairs and set(reg) == set(range(64))
+    n_pairs = sum(m.bilateral for m in regions.display)
+    assert len(xyz) == n + n_pairs and set(reg) == set(range(n))
+    assert n_pairs > n // 3  # bilateral components are common at every size
     for view, (h, v) in (("sagittal", (1, 2)), ("coronal", (0, 2)), ("axial", (0, 1))):
         rect = outline_path(view).boundingRect()
         # the outline spans the MNI brain (about -105..75 mm front-back, +-70 mm left-right)
@@ -160,8 +165,118 @@ def test_outlines_and_markers_in_mni_space():
         inside = ((xyz[:, h] >= rect.left()) & (xyz[:, h] <= rect.right())
                   & (xyz[:, v] >= rect.top()) & (xyz[:, v] <= rect.bottom()))
         assert inside.mean() > 0.95, view
-    i = regions.index("Calcarine cortex posterior")
-    assert xyz[reg == i][:, 1].max() < -80  # occipital is at the back
+    for m in regions.display:  # pairs: one marker per hemisphere
+        if m.bilateral:
+            assert m.points[0][0] < 0 < m.points[1][0]
+    if n == 64:
+        i = regions.index("Calcarine cortex posterior")
+        assert xyz[reg == i][:, 1].max() < -80  # occipital is at the back
+        assert regions.display[regions.index("Heschl's gyrus")].bilateral
+        assert regions.display[regions.index("Cingulate cortex posterior")].side == "midline"
+        assert regions.display[regions.index("Intraparietal sulcus LH")].side == "left"
+        j = regions.index("Intraparietal sulcus RH")
+        assert regions.display[j].side == "right" and xyz[reg == j][0, 0] > 30
+
+
+def _glass_with_frame(qtbot, n, values, **kwargs):
+    regions = region_info(n_regions=n)
+    gb = GlassBrainView(regions, **kwargs)
+    gb.setStyleSheet(theme.APP_STYLESHEET)
+    qtbot.addWidget(gb)
+    gb.resize(1100, 380)
+    gb.show()
+    qtbot.waitExposed(gb)
+    hist = FrameHistory(n)
+    for k, v in enumerate(np.atleast_2d(values)):
+        hist.append(Frame(index=k, t=2.1 * k, values=np.asarray(v, np.float32)))
+    gb.update_view(hist)
+    qtbot.wait(20)
+    return gb
+
+
+def _red_and_blue_pixels(gb, margin=60):
+    """Red and blue pixels inside each projection's view box (not the colour bar).
+
+    Outlines, labels and background are grey; only markers coloured by the diverging map are red
+    (r > b + ``margin``) or blue (b > r + ``margin``).
+    """
+    img = gb.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
+    bgr = arr[:, : img.width(), :3].astype(int)  # Format_RGB32 is BGRA in memory
+    red, blue = [], []
+    for vb in gb.viewboxes.values():
+        rect = gb.layout_widget.mapFromScene(vb.sceneBoundingRect()).boundingRect()
+        top_left = gb.layout_widget.mapTo(gb, rect.topLeft())
+        box = bgr[top_left.y():top_left.y() + rect.height(),
+                  top_left.x():top_left.x() + rect.width()]
+        red.append(int((box[..., 2] > box[..., 0] + margin).sum()))
+        blue.append(int((box[..., 0] > box[..., 2] + margin).sum()))
+    return red, blue
+
+
+@pytest.mark.parametrize("n", [64, 128, 256])
+def test_glass_brain_pixels_at_every_size(qtbot, rng, n):
+    values = rng.standard_normal((5, n))
+    gb = _glass_with_frame(qtbot, n, values)
+    assert gb.stack.currentWidget() is gb.layout_widget
+    red, blue = _red_and_blue_pixels(gb)
+    # every projection shows red and blue markers
+    assert all(r > 150 and b > 150 for r, b in zip(red, blue)), (n, red, blue)
+    # the tooltip names the region, its side and its network at every size
+    i = int(np.argmax(values[-1]))
+    text = gb.tooltip_text(i)
+    assert text.startswith(gb.regions.names[i]) and gb.regions.networks[i] in text
+    assert f"{values[-1, i]:+.2f}" in text
+    # Control: the same view without markers (outlines only) fails the check.
+    for sc in gb.scatters.values():
+        sc.clear()
+    qtbot.wait(20)
+    red, blue = _red_and_blue_pixels(gb)
+    assert max(red) < 20 and max(blue) < 20, (red, blue)
+
+
+def test_glass_brain_network_highlight(qtbot, rng):
+    gb = _glass_with_frame(qtbot, 128, rng.standard_normal((3, 128)))
+    gb.network_combo.setCurrentIndex(gb.network_combo.findData("Visual"))
+    sc = gb.scatters["axial"]
+    regions = gb.marker_region[gb._orders["axial"]]
+    alpha = np.array([b.color().alpha() for b in sc.data["brush"]])
+    visual = np.array([gb.regions.networks[r] == "Visual" for r in regions])
+    assert visual.any() and (alpha[visual] == 255).all() and (alpha[~visual] < 255).all()
+    gb.network_combo.setCurrentIndex(0)
+    assert all(b.color().alpha() == 255 for b in sc.data["brush"])
+
+
+def test_robust_limits_spread_a_frame_with_a_common_offset(qtbot, rng):
+    pattern = rng.standard_normal((30, 64))
+    frames = 5.0 + np.sin(np.arange(30))[:, None] + 0.3 * pattern  # large common component
+    assert robust_spread(frames) == pytest.approx(robust_spread(0.3 * pattern))
+    low, high = color_levels(frames[-1], frames)
+    assert low < frames[-1].mean() < high and high - low < 2.0
+    assert np.mean((frames[-1] > low) & (frames[-1] < high)) > 0.8
+    gb = _glass_with_frame(qtbot, 64, frames)
+    idx = gb.marker_color_index()
+    assert idx.min() < 60 and idx.max() > 195 and len(np.unique(idx)) > 30
+    red, blue = _red_and_blue_pixels(gb)
+    assert min(red) > 150 and min(blue) > 150
+    # The old fixed limits (+-2 around 0) colour every marker the same saturated red.
+    gb.mode_combo.setCurrentIndex(gb.mode_combo.findData("fixed"))
+    assert gb.levels == (-2.0, 2.0)
+    assert np.unique(gb.marker_color_index()).tolist() == [255]
+    qtbot.wait(20)
+    red, blue = _red_and_blue_pixels(gb)
+    assert max(blue) < 20
+    # "Minus mean" with robust limits: the same colours, the bar reads in deviations.
+    gb.mode_combo.setCurrentIndex(gb.mode_combo.findData("robust"))
+    robust_idx = gb.marker_color_index()
+    gb.subtract_mean.setChecked(True)
+    assert abs(sum(gb.levels)) < 1e-9
+    np.testing.assert_array_equal(gb.marker_color_index(), robust_idx)
+    # with fixed limits it removes the offset as well
+    gb.mode_combo.setCurrentIndex(gb.mode_combo.findData("fixed"))
+    assert len(np.unique(gb.marker_color_index())) > 30
 
 
 def test_glass_brain_hover_tooltip(window, qtbot):
@@ -185,28 +300,122 @@ def test_glass_brain_hover_tooltip(window, qtbot):
     assert f"{value:+.2f}" in vb.toolTip()
 
 
+def test_glass_brain_real_hover_at_256(qtbot, rng):
+    values = rng.standard_normal((3, 256))
+    gb = _glass_with_frame(qtbot, 256, values)
+    vb = gb.viewboxes["coronal"]
+    xz = gb.marker_xyz[:, [0, 2]]
+    dist = np.linalg.norm(xz[:, None] - xz[None], axis=2) + 1e3 * np.eye(len(xz))
+    k = int(np.argmax(dist.min(axis=1)))  # the most isolated marker in this projection
+    i = int(gb.marker_region[k])
+    view_pt = gb.layout_widget.mapFromScene(vb.mapViewToScene(QtCore.QPointF(*xz[k])))
+    qtbot.mouseMove(gb.layout_widget.viewport(), view_pt)
+    qtbot.waitUntil(lambda: vb.toolTip().startswith(gb.regions.names[i]), timeout=3000)
+    assert gb.regions.networks[i] in vb.toolTip() and f"{values[-1, i]:+.2f}" in vb.toolTip()
+
+
 def test_glass_brain_without_coordinates_shows_note(qtbot):
-    regions = region_info(n_regions=128)
+    regions = region_info([f"ROI {i}" for i in range(40)])
     gb = GlassBrainView(regions)
     qtbot.addWidget(gb)
     assert gb.stack.currentWidget() is gb.note
-    assert "DiFuMo-64 only" in gb.note.text()
-    hist = FrameHistory(128)
-    hist.append(Frame(index=0, t=0.0, values=np.ones(128, np.float32)))
+    assert "not those of a DiFuMo table" in gb.note.text()
+    hist = FrameHistory(40)
+    hist.append(Frame(index=0, t=0.0, values=np.ones(40, np.float32)))
     gb.update_view(hist)  # must not raise
 
 
-def test_window_reconfigures_for_128_regions(window, qtbot):
-    frames = [Frame(index=k, t=2.1 * k, values=np.random.default_rng(k).standard_normal(128)
+@pytest.mark.parametrize("n", [128, 256])
+def test_window_reconfigures_for_more_regions(window, qtbot, n):
+    frames = [Frame(index=k, t=2.1 * k, values=np.random.default_rng(k).standard_normal(n)
                     .astype(np.float32)) for k in range(5)]
     _feed_from_thread(window, frames)
-    qtbot.waitUntil(lambda: window.regions.n == 128 and window.history.n_total == 5,
+    qtbot.waitUntil(lambda: window.regions.n == n and window.history.n_total == 5,
                     timeout=3000)
     window.draw_now()
-    assert window.glass.stack.currentWidget() is window.glass.note
-    assert window.fc.image.image.shape == (128, 128)
+    assert window.glass.stack.currentWidget() is window.glass.layout_widget
+    assert window.glass.marker_region.max() == n - 1
+    assert window.fc.image.image.shape == (n, n)
     assert len(window.traces.selected) == len(window.regions.networks_present())
     assert not window.status_view.errors.count()
+
+
+def _planted_networks(rng, t=120, n_net=4, per_net=16, global_sd=4.0):
+    """Series with a strong global component, network signals and noise; network labels."""
+    g = global_sd * rng.standard_normal((t, 1))
+    nets = np.repeat(np.arange(n_net), per_net)
+    s = rng.standard_normal((t, n_net))[:, nets]
+    return g + s + 0.7 * rng.standard_normal((t, n_net * per_net)), [f"N{k}" for k in nets]
+
+
+def test_gsr_fc_recovers_planted_networks(rng):
+    x, labels = _planted_networks(rng)
+    present = sorted(set(labels))
+    raw, gsr = window_fc(x), window_fc(x, gsr=True)
+    np.testing.assert_allclose(gsr, np.corrcoef(remove_global(x).T), atol=1e-9)
+    assert np.abs(gsr - raw).max() > 0.5
+    off = ~np.eye(len(present), dtype=bool)
+    s_raw, s_gsr = network_summary(raw, labels, present), network_summary(gsr, labels, present)
+    # raw: the global component makes every pair alike (all r high, little contrast)
+    assert s_raw[off].min() > 0.8 and np.diag(s_raw).min() - s_raw[off].max() < 0.1
+    # after GSR: within-network r clearly above between-network r
+    assert np.diag(s_gsr).min() > 0.3 and s_gsr[off].max() < 0.0
+    # the strongest partner of every region is in its own network
+    g = gsr - 2 * np.eye(len(labels))
+    assert all(labels[int(np.argmax(g[i]))] == labels[i] for i in range(len(labels)))
+    # a bad column stays 0 and does not leak into the global signal of the others
+    x_bad = x.copy()
+    x_bad[3, 5] = np.nan
+    fc_bad = window_fc(x_bad, gsr=True)
+    assert np.all(fc_bad[5, np.arange(64) != 5] == 0)
+    keep = np.arange(64) != 5
+    np.testing.assert_allclose(fc_bad[np.ix_(keep, keep)],
+                               np.corrcoef(remove_global(x[:, keep]).T), atol=1e-9)
+
+
+def test_fc_view_switches_to_gsr(window, qtbot, rng):
+    x, _ = _planted_networks(rng, t=30)
+    for k, v in enumerate(x):
+        window.bridge.on_frame(Frame(index=k, t=2.1 * k, values=v.astype(np.float32)))
+    qtbot.waitUntil(lambda: window.history.n_total == 30, timeout=3000)
+    window.draw_now()
+    fcv = window.fc
+    assert not fcv.gsr and "raw" not in fcv.info.text()
+    raw_summary = fcv.summary.copy()
+    fcv.kind_combo.setCurrentIndex(fcv.kind_combo.findData(True))
+    assert fcv.gsr and "after GSR" in fcv.plot.titleLabel.text
+    vals = window.history.last(30)["values"][:, fcv.order]
+    np.testing.assert_allclose(fcv.image.image, window_fc(vals, gsr=True), atol=1e-12)
+    nets = [fcv.regions.networks[i] for i in fcv.order]
+    np.testing.assert_allclose(fcv.summary, network_summary(window_fc(vals, gsr=True), nets,
+                                                            fcv.present), equal_nan=True)
+    assert not np.allclose(fcv.summary, raw_summary, equal_nan=True)
+    assert "(raw +" in fcv.info.text()
+    assert window.current_settings().fc_gsr
+
+
+def test_fc_view_readable_at_256(qtbot, rng):
+    regions = region_info(n_regions=256)
+    fcv = FCView(regions, gsr=True)
+    fcv.setStyleSheet(theme.APP_STYLESHEET)
+    qtbot.addWidget(fcv)
+    fcv.resize(520, 640)
+    fcv.show()
+    qtbot.waitExposed(fcv)
+    hist = FrameHistory(256)
+    for k, v in enumerate(rng.standard_normal((30, 256))):
+        hist.append(Frame(index=k, t=2.1 * k, values=v.astype(np.float32)))
+    fcv.update_view(hist)
+    nets = [regions.networks[i] for i in fcv.order]
+    assert nets == sorted(nets, key=lambda n: fcv.present.index(n))  # grouped by network
+    assert len(fcv.present) == 8  # DiFuMo-256 has Limbic regions
+    xs, _ = fcv.boundaries.getData()
+    assert len(xs) == 4 * (len(fcv.present) - 1)  # one line pair per network boundary
+    labels = [t for _, t in fcv.plot.getAxis("left")._tickLevels[0]]
+    assert labels == [theme.NETWORK_SHORT[n] for n in fcv.present]
+    qtbot.wait(20)
+    std, n_colors = region_stats(fcv.grab().toImage(), fcv.glw, fcv)
+    assert std > 8 and n_colors > 50
 
 
 def test_errors_and_status_shown_in_window(window, qtbot):

@@ -69,7 +69,8 @@ def test_settings_file_round_trip(tmp_path):
     path = tmp_path / "sub" / "gui-session.toml"
     s = SessionSettings(eeg_stream='amp "A"', eeg_source_id="sid\\1", bundle="/m/b.rtbold",
                         session_dir="/data/ses-01", record=False, fc_window=45,
-                        feedback_target=-1.25, adaptive_limits=True)
+                        feedback_target=-1.25, color_mode="fixed", subtract_mean=True,
+                        fc_gsr=True)
     save_settings(s, path)
     assert load_settings(path) == s
     path.write_text("[gui]\nfc_window = 'many'\n")
@@ -94,6 +95,10 @@ def test_window_restores_last_choices(qtbot, tmp_path):
     win.fc.window_spin.setValue(40)
     win.traces.window_spin.setValue(150)
     win.feedback.target_spin.setValue(2.0)
+    win.glass.mode_combo.setCurrentIndex(win.glass.mode_combo.findData("fixed"))
+    win.glass.limit_spin.setValue(3.5)
+    win.glass.subtract_mean.setChecked(True)
+    win.fc.kind_combo.setCurrentIndex(win.fc.kind_combo.findData(True))
     win.close()
     assert path.is_file()
     win2 = MainWindow(settings_path=path, discover=False)
@@ -103,6 +108,8 @@ def test_window_restores_last_choices(qtbot, tmp_path):
     assert not win2.connect_panel.record_check.isChecked()
     assert win2.fc.window == 40 and win2.traces.n_trs == 150
     assert win2.feedback.target_spin.value() == 2.0
+    assert win2.glass.mode == "fixed" and win2.glass.limit_spin.value() == 3.5
+    assert win2.glass.subtract_mean.isChecked() and win2.fc.gsr
     win2.close()
 
 
