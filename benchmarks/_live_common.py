@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Before pylsl is imported anywhere: discovery stays on this machine.
 os.environ.setdefault("LSLAPICFG", str(ROOT / "configs" / "lsl-local.cfg"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import logging  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import _live_common as common  # noqa: F401 - sets LSLAPICFG first
 
-from test_live_utils import SyntheticSource, live_config, make_runner, montage_channels
+from rtbold.player.synthetic import SyntheticSource, live_config, make_runner, montage_channels
 
 EXTRA = ["AF7", "AF3", "AFZ", "AF4", "AF8", "F5", "F1", "F2", "F6", "FC5", "FC3", "FC1", "FCZ",
          "FC2", "FC4", "FC6", "C5", "C1", "C2", "C6", "CP5", "CP3", "CP1", "CPZ", "CP2", "CP4",

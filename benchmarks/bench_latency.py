@@ -24,7 +24,7 @@ import _live_common as common  # noqa: F401 - sets LSLAPICFG first
 import numpy as np
 import torch
 
-from test_live_utils import SyntheticSource, live_config, make_runner, montage_channels
+from rtbold.player.synthetic import SyntheticSource, live_config, make_runner, montage_channels
 
 
 def bare_forward(runner, n: int = 20) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import _live_common as common
 import numpy as np
 
-from test_live_utils import SyntheticSource, live_config, make_runner, montage_channels
+from rtbold.player.synthetic import SyntheticSource, live_config, make_runner, montage_channels
 
 
 def main(argv=None) -> int:

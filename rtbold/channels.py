@@ -73,6 +73,7 @@ class ChannelMapping:
     @classmethod
     def build(cls, source_names: list[str], target_names: list[str], *,
               source_types: list[str] | None = None, policy: str = "refuse",
+              policy_key: str = "missing_channels",
               what: str = "recording") -> "ChannelMapping":
         """Match channels by name; decide what to do with the ones that are missing.
 
@@ -88,6 +89,9 @@ class ChannelMapping:
             What to do with target channels the source lacks: ``refuse`` (error listing them),
             ``interpolate`` (spherical spline from standard 10-05 positions) or ``zero``
             (zero-filled, with a warning).
+        policy_key : str
+            The setting that chooses ``policy``, named in the refusal (``missing_channels``
+            offline, ``live.stream.channel_policy`` live).
         what : str
             Name of the source in messages (a file path or a stream name).
         """
@@ -122,7 +126,7 @@ class ChannelMapping:
                     f"{what} lacks {len(missing)} of the model's {len(target_names)} channels: "
                     f"{', '.join(missing)}. It has {', '.join(source_names[i] for i in eeg)}. "
                     "Rename the channels, or set the missing-channel policy to 'interpolate' or "
-                    "'zero' (config key missing_channels)."
+                    f"'zero' (config key {policy_key})."
                 )
             if policy == "zero":
                 logger.warning("%s: zero-filling %d missing channel(s): %s", what, len(missing),

@@ -19,7 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "convert",
     "training.cli",
     "evaluate",
-    "stream.replay",
+    "player.replay",
     "stream.run",
     "gui.cli",
     "demo",

@@ -108,7 +108,7 @@ def build_live_config(stream: str, *, bundle: Path, device: str = "auto",
 def start_replay(*, bundle: Path | None = None, recording: Path | None = None,
                  speed: float = 1.0, device: str = "auto", session_dir: Path | None = None):
     """Start replaying the demo recording; return the replay and the live settings for it."""
-    from .stream.replay import Replayer
+    from .player.replay import Replayer
 
     bundle = bundle or demo_bundle_path()
     if not bundle.is_file():

@@ -14,7 +14,7 @@ from rtbold.atlas import load_atlas
 from rtbold.models import create_model, save_bundle
 from rtbold.stream.recorder import read_tsv
 
-from test_live_utils import SyntheticSource, montage_channels
+from live_helpers import SyntheticSource, montage_channels
 
 
 def test_run_headless_sigint_leaves_complete_session(tmp_path):

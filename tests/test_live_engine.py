@@ -15,7 +15,7 @@ from rtbold.stream.engine import LiveEngine
 from rtbold.stream.inlet import StreamNotFoundError
 from rtbold.stream.recorder import read_tsv
 
-from test_live_utils import SyntheticSource, live_config, make_runner, montage_channels, unique_id
+from live_helpers import SyntheticSource, live_config, make_runner, montage_channels, unique_id
 
 SFREQ = 250.0  # not 200 Hz, so the streaming resampler is exercised
 
@@ -116,8 +116,9 @@ def test_lost_samples_counted_and_flagged(runner):
     assert engine.inlet.lost_samples == 10
     assert engine.inlet.n_gaps == 1
     by_onset = {round(f.t - src.t0, 3): f for f in frames}
-    assert set(by_onset) == {17.0, 18.0, 19.0, 20.0}
-    assert "gap" in by_onset[17.0].flags and "gap" in by_onset[18.0].flags
+    # The 40 ms hole is bridged (last value held), so the first full window gives a frame too.
+    assert set(by_onset) == {16.0, 17.0, 18.0, 19.0, 20.0}
+    assert all("gap" in by_onset[t].flags for t in (16.0, 17.0, 18.0))
     assert by_onset[20.0].flags == ()  # window 4-20 s: clean
     assert engine.status().lost_samples == 10
 
@@ -128,13 +129,17 @@ def test_outlet_restart_reconnects_and_flags_gap(runner, tmp_path):
     engine, frames, statuses, errors = _run(src, runner, live_config(src, tmp_path))
     assert not errors
     assert engine.inlet.n_reconnects >= 1
-    # 2 s skipped by the source, plus at most the chunk in flight when its outlet was destroyed.
-    assert 2.0 * SFREQ - 1 <= engine.inlet.lost_samples <= 2.0 * SFREQ + src.chunk + 1
+    # 2 s skipped by the source, plus what was in flight when its outlet was destroyed (liblsl
+    # drops a lost inlet's unread samples: a few pulls' worth at 10x).
+    assert 2.0 * SFREQ - 1 <= engine.inlet.lost_samples <= 2.1 * SFREQ
     assert any(not s.connected for s in statuses)
-    reasons = {s.reason for s in engine.skips}
-    assert "gap" in reasons  # windows across the 2 s hole cannot be built
-    onsets = [round(f.t - src.t0, 3) for f in frames]
-    assert onsets and min(onsets) >= 23.0 - 1e-3  # only after a full window after the reconnection
+    assert {s.reason for s in engine.skips} == {"not_covered"}  # only before the first window
+    # The hole (5-7 s) is bridged: every marker from the first full window on gives a frame,
+    # flagged "gap" while its window touches the hole, clean after.
+    by_onset = {round(f.t - src.t0, 3): f for f in frames}
+    assert set(by_onset) == {float(t) for t in range(16, 28)}
+    assert all("gap" in by_onset[float(t)].flags for t in range(16, 24))
+    assert all(by_onset[float(t)].flags == () for t in range(25, 28))
     _, events = read_tsv(engine.session_dir / "events.tsv")
     kinds = [e[2] for e in events]
     assert "disconnected" in kinds and "reconnect" in kinds and "gap" in kinds
@@ -191,7 +196,9 @@ def test_absent_marker_stream_falls_back_to_internal_clock(runner, tmp_path):
 def test_stale_ticks_skipped_when_behind(runner):
     """TRs every 25 ms of wall time: the worker cannot keep up, skips stale ticks, records why."""
     src = SyntheticSource(montage_channels(), SFREQ, 26.0, speed=40.0, tr=1.0)
-    cfg = live_config(src, worker__skip_stale=True, worker__queue_size=4)
+    # A live amplifier, not a replay: no back-pressure (which would keep every tick).
+    cfg = live_config(src, worker__skip_stale=True, worker__queue_size=4,
+                      worker__backpressure="off")
     slow = make_runner(montage_channels(), size="small")
     engine, frames, _, errors = _run(src, slow, cfg, settle=2.0)
     assert not errors
@@ -213,8 +220,9 @@ def test_stream_without_source_id_is_resolved_again(runner):
     assert engine.inlet.n_reconnects >= 1
     # The 2 s hole plus whatever liblsl still held when the connection broke.
     assert engine.inlet.lost_samples >= 2.0 * SFREQ
-    onsets = [f.t - src.t0 for f in frames]
-    # Frames only once a full window follows the hole (10-12 s); the first one's window starts
-    # while the restarted resampler settles, so it may say "gap"; later ones are clean.
-    assert onsets and min(onsets) >= 28.0 - 1e-3
-    assert all(f.flags == () for f in frames if f.t - src.t0 > 28.5)
+    # Frames go on across the bridged hole (10-12 s), flagged "gap" while their window
+    # touches it, clean once the window lies after it.
+    by_onset = {round(f.t - src.t0, 3): f for f in frames}
+    assert set(by_onset) == {float(t) for t in range(16, 33)}
+    assert all("gap" in by_onset[float(t)].flags for t in range(16, 28))
+    assert all(by_onset[float(t)].flags == () for t in range(29, 33))

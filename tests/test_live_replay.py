@@ -16,9 +16,9 @@ from rtbold.datasets import discover_scans, prepare_scan
 from rtbold.preprocessing import extract_window
 from rtbold.simulator import simulate_dataset, simulator_config
 from rtbold.stream.engine import LiveEngine
-from rtbold.stream.replay import Replayer
+from rtbold.player.replay import Replayer
 
-from test_live_utils import live_config, make_runner, montage_channels, unique_id
+from live_helpers import live_config, make_runner, montage_channels, unique_id
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from rtbold.evaluate import data_config_for
 from rtbold.models import create_model, load_bundle, save_bundle
 from rtbold.simulator import simulate_dataset, simulator_config
 from rtbold.stream.engine import LiveEngine
-from rtbold.stream.replay import Replayer
+from rtbold.player.replay import Replayer
 from rtbold.stream.worker import ModelRunner
 from rtbold.training import load_scans, meta_dict, predict_items
 
-from test_live_utils import live_config, montage_channels, unique_id
+from live_helpers import live_config, montage_channels, unique_id
 
 N_VOLUMES = 20  # the targets low-pass needs more than 18 volumes
 

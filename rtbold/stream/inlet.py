@@ -1,40 +1,73 @@
-"""Acquisition of the EEG stream (and of marker / measured-BOLD streams) over LSL.
+"""Acquisition from LSL: streams that rtbold keeps connected itself, EEG, markers, measured BOLD.
 
 :func:`resolve_stream` finds a stream by name, type and/or source id and, when nothing matches,
-lists what it saw. :class:`EEGInlet` pulls chunks into a preallocated buffer, applies the channel
-mapping onto the model's channels and the unit scale to microvolts, replaces NaN samples (counted
-and reported, never silently), and checks the timestamps against the nominal rate: missing samples
+lists what it saw. :class:`LslStream` is one inlet that rtbold owns end to end: it is opened with
+liblsl's own recovery switched off (liblsl brings back only one of several inlets of a process
+after their source restarts), and
+
+* a lost source (liblsl raises :class:`pylsl.util.LostError`, turned into :class:`StreamLost`
+  here) or, for a regular-rate stream, silence longer than ``reconnect_s`` closes the inlet and
+  starts a background thread that re-resolves the stream by its name, type and source id, with
+  backoff (0.1 s doubling to 2 s between attempts), and checks that what comes back is the same
+  kind of stream (channel count, rate, format, labels);
+* a stream that is not there at start (``info=None``) is looked for the same way until it
+  appears (a trigger box that comes up late);
+* every change of state is queued in :attr:`LslStream.events` for the engine to record.
+
+:class:`EEGInlet` pulls chunks into a preallocated buffer, applies the channel mapping onto the
+model's channels and the unit scale to microvolts, replaces NaN samples (counted, reported once
+per episode, never silently), and checks the timestamps against the nominal rate: missing samples
 and jumps come back as :class:`Break` records so the caller can reset its filter and flag windows.
 
 NaN samples: never written into windows as NaN. With ``nan_policy="hold"`` (default) each channel
-repeats its last finite value (a step of 0 rather than a jump to 0, so the resampler rings less);
-with ``"zero"`` they become 0. Either way they are counted (:attr:`EEGInlet.n_nan`), logged,
-recorded as an event, and every frame whose window overlaps them (widened by the resampler's
-length) carries the flag ``"nan"``. The raw recording keeps them as received.
+repeats its last finite value; with ``"zero"`` they become 0. Either way they are counted
+(:attr:`EEGInlet.n_nan`), recorded as an event, and every frame whose window overlaps them carries
+the flag ``"nan"``. The raw recording keeps them as received.
 
-Stream loss: the inlet is opened with ``recover=True`` so liblsl reconnects by itself to an
-outlet with the same source id; a stream without a source id (or one liblsl gives up on) is
-resolved again by its name, type and source id. Silence longer than ``silence_s`` is reported as
-"disconnected" and acquisition keeps running.
+Units
+-----
+``units="auto"`` reads each channel's ``unit`` field: human-readable names (``microvolts``,
+``uV``, ``µV``, ``millivolts``, ``volts``, ``V``; the BrainVision LSL Connector and OpenBCI's GUI
+write ``microvolts``), and mne-lsl's convention, a power of ten of the SI unit as an integer
+string (``"0"`` = volts, ``"-6"`` = microvolts; mne-lsl's ``PlayerLSL`` writes the ``unit_mul``
+of the recording, ``"0"`` for EEG in volts). A stream without units is taken as microvolts; the
+amplitude check (:class:`rtbold.stream.quality.AmplitudeCheck`) then says so if the values do not
+look like microvolts.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError
+
+from .quality import EpisodeLog
 
 logger = logging.getLogger(__name__)
 
-_UNIT_SCALE = {"uv": 1.0, "µv": 1.0, "microvolt": 1.0, "microvolts": 1.0, "mv": 1e3,
-               "millivolt": 1e3, "millivolts": 1e3, "v": 1e6, "volt": 1e6, "volts": 1e6}
+_UNIT_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts": 1.0,
+               "mv": 1e3, "millivolt": 1e3, "millivolts": 1e3, "v": 1e6, "volt": 1e6,
+               "volts": 1e6, "nv": 1e-3, "nanovolt": 1e-3, "nanovolts": 1e-3}
+_POWER_RE = re.compile(r"^[+-]?\d{1,2}$")  # mne-lsl: unit_mul as a power of ten of the SI unit
+
+#: Seconds between re-resolution attempts: doubling from the first to the last.
+BACKOFF_S = (0.1, 0.2, 0.4, 0.8, 1.6, 2.0)
 
 
 class StreamNotFoundError(RuntimeError):
     """No LSL stream matched the requested name / type / source id."""
+
+
+class StreamLost(ConnectionError):
+    """The source of an LSL inlet went away (liblsl reported it lost)."""
 
 
 def describe_stream(info: pylsl.StreamInfo) -> str:
@@ -48,6 +81,20 @@ def _quote(value: str) -> str:
     if "'" in value:
         raise ValueError(f"LSL stream property {value!r} contains a quote; rename the stream.")
     return f"'{value}'"
+
+
+def predicate(names: str | list[str] | None = None, stype: str | None = None,
+              source_id: str | None = None) -> str:
+    """XPath predicate matching any of ``names`` and the given type and source id."""
+    if isinstance(names, str):
+        names = [names]
+    terms = []
+    if names:
+        terms.append("(" + " or ".join(f"name={_quote(n)}" for n in names) + ")"
+                     if len(names) > 1 else f"name={_quote(names[0])}")
+    terms += [f"{key}={_quote(val)}" for key, val in (("type", stype), ("source_id", source_id))
+              if val]
+    return " and ".join(terms)
 
 
 def resolve_stream(name: str | None = None, stype: str | None = None,
@@ -69,11 +116,9 @@ def resolve_stream(name: str | None = None, stype: str | None = None,
     StreamNotFoundError
         Nothing matched; the message lists every stream seen on this machine/network.
     """
-    terms = [f"{key}={_quote(val)}" for key, val in
-             (("name", name), ("type", stype), ("source_id", source_id)) if val]
-    if not terms:
+    pred = predicate(name, stype, source_id)
+    if not pred:
         raise ValueError(f"Give the {what} stream's name, type or source_id to resolve it.")
-    pred = " and ".join(terms)
     found = pylsl.resolve_bypred(pred, 1, timeout) if timeout > 0 else []
     if found:
         if len(found) > 1:
@@ -84,37 +129,31 @@ def resolve_stream(name: str | None = None, stype: str | None = None,
     listing = "\n  ".join(describe_stream(s) for s in seen) or "(none)"
     raise StreamNotFoundError(
         f"No {what} LSL stream with {pred} within {timeout:g} s. Streams seen:\n  {listing}\n"
-        "Check the name/source id (rtbold run --stream NAME --source-id ID), that the amplifier "
-        "software is streaming, and the LSL configuration (--lsl-config).")
+        "Check the name/source id (rtbold run --stream NAME --source-id ID, or live.stream.name "
+        "/ live.stream.source_id), that the amplifier software is streaming, and the LSL "
+        "configuration (--lsl-config).")
 
 
-def try_resolve(name: str | None, stype: str | None = None, source_id: str | None = None,
-                timeout: float = 1.0) -> pylsl.StreamInfo | None:
-    """Like :func:`resolve_stream` but returns None instead of raising."""
-    terms = [f"{key}={_quote(val)}" for key, val in
-             (("name", name), ("type", stype), ("source_id", source_id)) if val]
-    if not terms or timeout <= 0:
-        return None
-    found = pylsl.resolve_bypred(" and ".join(terms), 1, timeout)
-    return found[0] if found else None
-
-
-def try_resolve_any(names: list[str], source_id: str | None = None,
+def try_resolve_any(names: list[str], source_id: str | None = None, stype: str | None = None,
                     timeout: float = 1.0) -> pylsl.StreamInfo | None:
     """First of several candidate names found (one query for all); earlier names preferred."""
     if not names or timeout <= 0:
         return None
-    pred = "(" + " or ".join(f"name={_quote(n)}" for n in names) + ")"
-    if source_id:
-        pred += f" and source_id={_quote(source_id)}"
+    pred = predicate(names, stype, source_id)
     found = pylsl.resolve_bypred(pred, 1, timeout)
     if not found:
         return None
     # Others may be up too: one more short look so the preferred name wins when both exist.
     if len(names) > 1 and found[0].name() != names[0]:
         found += pylsl.resolve_bypred(pred, len(names), 0.2)
+    return _preferred(found, names)
+
+
+def _preferred(found: list[pylsl.StreamInfo], names: list[str] | None) -> pylsl.StreamInfo:
+    if not names:
+        return found[0]
     by_name = {info.name(): info for info in found}
-    return next(by_name[n] for n in names if n in by_name)
+    return next((by_name[n] for n in names if n in by_name), found[0])
 
 
 def channel_info(info: pylsl.StreamInfo) -> tuple[list[str] | None, list[str], list[str]]:
@@ -131,15 +170,50 @@ def channel_info(info: pylsl.StreamInfo) -> tuple[list[str] | None, list[str], l
     return labels, [(t or "eeg").lower() for t in types], [(u or "") for u in units]
 
 
-def unit_scale(units: list[str], setting: str = "auto") -> float:
-    """Factor that converts the stream's values to microvolts."""
-    if setting != "auto":
-        return _UNIT_SCALE[setting.lower()]
-    known = {_UNIT_SCALE[u.strip().lower()] for u in units if u.strip().lower() in _UNIT_SCALE}
+def unit_factor(unit: str) -> float | None:
+    """Factor from one channel's ``unit`` string to microvolts; None when not a voltage unit.
+
+    Understands human-readable names and mne-lsl's powers of ten of volts (``"0"``, ``"-6"``).
+    """
+    text = unit.strip().lower()
+    if text in _UNIT_SCALE:
+        return _UNIT_SCALE[text]
+    if _POWER_RE.match(text):
+        return 10.0 ** (int(text) + 6)
+    return None
+
+
+def unit_scale(units: list[str], setting: str = "auto", ch_types: list[str] | None = None,
+               *, what: str = "EEG stream") -> float:
+    """Factor that converts the stream's values to microvolts.
+
+    Parameters
+    ----------
+    units : list of str
+        The channels' ``unit`` fields.
+    setting : str
+        ``"auto"`` (read ``units``) or a unit name (``uV``, ``mV``, ``V``, ``microvolts``...).
+    ch_types : list of str | None
+        Channel types; with ``auto`` only EEG channels decide.
+    """
+    if setting.strip().lower() != "auto":
+        factor = unit_factor(setting)
+        if factor is None:
+            raise ValueError(f"live.stream.units = {setting!r} is not a voltage unit; use auto, "
+                             "uV, mV or V.")
+        return factor
+    types = ch_types or ["eeg"] * len(units)
+    eeg_units = [u for u, t in zip(units, types) if t in ("eeg", "")] or list(units)
+    known = {unit_factor(u) for u in eeg_units if u.strip()} - {None}
     if len(known) > 1:
-        logger.warning("EEG channels have mixed units %s; assuming microvolts.", sorted(set(units)))
-        return 1.0
+        raise ValueError(f"{what}: EEG channels have mixed units {sorted(set(eeg_units))}; set "
+                         "live.stream.units (uV, mV or V) to the unit of the values.")
     return known.pop() if known else 1.0
+
+
+def unit_text(scale: float) -> str:
+    """Readable name of a to-µV factor."""
+    return {1.0: "µV", 1e3: "mV", 1e6: "V", 1e-3: "nV"}.get(scale, f"x{scale:g} µV")
 
 
 @dataclass
@@ -165,8 +239,232 @@ class Chunk:
     n_nan: int = 0
 
 
-class EEGInlet:
-    """Pull EEG from one LSL stream into preallocated memory.
+class LslStream:
+    """One LSL inlet that rtbold keeps connected (see the module notes).
+
+    Parameters
+    ----------
+    info : StreamInfo | None
+        A resolved stream, or None to look for it in the background until it appears.
+    what : str
+        Role in messages and events: ``"EEG"``, ``"marker"``, ``"measured-bold"``.
+    names, stype, source_id : query
+        How to find the stream again (``names``: one or several candidate names).
+    max_buflen : int
+        liblsl inlet buffer (seconds; hundreds of samples for irregular streams).
+    clock_sync, dejitter : bool
+        liblsl post-processing.
+    reconnect_s : float | None
+        Regular streams: silence (wall s) after which the inlet is closed and the stream looked
+        for again; None: only when liblsl reports it lost.
+    validate : callable(full StreamInfo) -> str | None
+        Problem with a (re)found stream, or None when it fits; a problem is reported and the
+        search goes on.
+    open_timeout : float
+        Seconds to open an inlet and read its full description.
+    """
+
+    def __init__(self, info: pylsl.StreamInfo | None, *, what: str,
+                 names: list[str] | None = None, stype: str | None = None,
+                 source_id: str | None = None, max_buflen: int = 360, clock_sync: bool = True,
+                 dejitter: bool = False, reconnect_s: float | None = None,
+                 validate: Callable[[pylsl.StreamInfo], str | None] | None = None,
+                 open_timeout: float = 2.0) -> None:
+        self.what = what
+        self.names = list(names) if names else ([info.name()] if info is not None else [])
+        self.stype = stype
+        self.source_id = source_id or None
+        self.pred = predicate(self.names, stype, self.source_id)
+        if not self.pred:
+            raise ValueError(f"The {what} stream needs a name, type or source id to be found.")
+        self._flags = (pylsl.proc_clocksync if clock_sync else 0) | (
+            pylsl.proc_dejitter if dejitter else 0)
+        self.max_buflen = int(max_buflen)
+        self.reconnect_s = reconnect_s
+        self.validate = validate
+        self.open_timeout = float(open_timeout)
+        #: (kind, text) of state changes, drained, logged and recorded by the engine (appends
+        #: are thread-safe).
+        self.events: deque[tuple[str, str]] = deque(maxlen=1000)
+        self.n_reconnects = 0
+        self.n_samples = 0
+        self.last_data_wall = time.monotonic()
+        self.lost_since: float | None = None
+        self._inlet: pylsl.StreamInlet | None = None
+        self._pending: tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._search: threading.Thread | None = None
+        self._found_once = False
+        self.full_info: pylsl.StreamInfo | None = None
+        if info is not None:
+            self._inlet, self.full_info = self._connect(info)
+            self._found_once = True
+            self.name = info.name()
+            self.state = "connected"
+        else:
+            self.name = " or ".join(self.names) if self.names else self.pred
+            self.state = "absent"
+            self.lost_since = time.monotonic()
+            self._start_search()
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    def _connect(self, info: pylsl.StreamInfo) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo]:
+        inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen, recover=False,
+                                  processing_flags=self._flags)
+        try:
+            inlet.open_stream(self.open_timeout)
+            full = inlet.info(self.open_timeout)
+            if self._flags & pylsl.proc_clocksync:
+                # The first clock-corrected pull would block for this (~0.5 s or more): take
+                # it here, in the thread that connects, never in the acquisition loop.
+                inlet.time_correction(self.open_timeout)
+        except Exception:
+            _close_quietly(inlet)
+            raise
+        return inlet, full
+
+    def _lose(self, why: str) -> None:
+        """Close the inlet and look for the stream again (acquisition thread)."""
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            _close_quietly(inlet)
+        self.state = "reconnecting"
+        self.lost_since = time.monotonic()
+        text = f"{self.what} stream {self.name!r} {why}; looking for it again ({self.pred})"
+        self.events.append(("disconnected", text))
+        self._start_search()
+
+    def _start_search(self) -> None:
+        if self._search is not None and self._search.is_alive():
+            return
+        self._search = threading.Thread(target=self._search_loop, daemon=True,
+                                        name=f"rtbold-resolve-{self.what}")
+        self._search.start()
+
+    def _search_loop(self) -> None:
+        problems = EpisodeLog(logger, every_s=30.0)
+        attempt = 0
+        while not self._closed.is_set():
+            try:
+                found = pylsl.resolve_bypred(self.pred, 1, 0.3)
+            except Exception as err:  # noqa: BLE001 - keep looking; report once in a while
+                problems.warning("resolve", "%s stream %r: resolving failed: %s", self.what,
+                                 self.name, err)
+                found = []
+            if found:
+                info = _preferred(found, self.names)
+                try:
+                    inlet, full = self._connect(info)
+                except Exception as err:  # noqa: BLE001 - the stream went away again
+                    problems.warning("open", "%s stream %r: opening failed: %s", self.what,
+                                     info.name(), err)
+                else:
+                    problem = self.validate(full) if self.validate is not None else None
+                    if problem is None:
+                        with self._lock:
+                            self._pending = (inlet, full)
+                        return
+                    _close_quietly(inlet)
+                    text = f"{self.what} stream {describe_stream(info)} found but refused: {problem}"
+                    if problems.warning("refused", "%s", text):
+                        self.events.append(("warning", text))
+            self._closed.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+            attempt += 1
+
+    def _adopt(self) -> bool:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        self._inlet, self.full_info = pending
+        self.name = self.full_info.name()
+        was = "found" if not self._found_once else "back"
+        self._found_once = True
+        if was == "back":
+            self.n_reconnects += 1
+        waited = time.monotonic() - (self.lost_since or time.monotonic())
+        self.state = "connected"
+        self.lost_since = None
+        self.last_data_wall = time.monotonic()
+        text = (f"{self.what} stream {describe_stream(self.full_info)} is {was} after "
+                f"{waited:.1f} s" + (f" (reconnection {self.n_reconnects})" if was == "back"
+                                     else ""))
+        self.events.append(("reconnect" if was == "back" else "found", text))
+        self.on_adopt()
+        return True
+
+    def on_adopt(self) -> None:
+        """Hook for subclasses: the stream was (re)connected."""
+
+    # -- pulling ----------------------------------------------------------------------------------
+    def pull_chunk(self, **kwargs):
+        """``inlet.pull_chunk(timeout=0, **kwargs)``, or None while disconnected or on loss."""
+        if self._inlet is None and not self._adopt():
+            return None
+        try:
+            try:
+                return self._inlet.pull_chunk(timeout=0.0, **kwargs)
+            except LostError as err:
+                raise StreamLost(f"{self.what} stream {self.name!r} lost") from err
+        except StreamLost:
+            self._lose("lost (its source went away)")
+            return None
+
+    def seen(self, n: int) -> None:
+        """Record that ``n`` samples arrived now."""
+        self.n_samples += n
+        self.last_data_wall = time.monotonic()
+        if self.state == "silent":
+            self.state = "connected"
+            text = f"{self.what} stream {self.name!r} sends data again"
+            self.events.append(("resumed", text))
+
+    def watchdog(self, silence_s: float) -> None:
+        """Regular streams: report silence; reconnect after ``reconnect_s`` of it."""
+        if self._inlet is None:
+            return
+        silent = time.monotonic() - self.last_data_wall
+        if self.state == "connected" and silent > silence_s and self.n_samples:
+            self.state = "silent"
+            text = (f"{self.what} stream {self.name!r}: no data for {silence_s:g} s; "
+                    "waiting for it")
+            self.events.append(("silent", text))
+        if self.reconnect_s is not None and silent > self.reconnect_s and self.n_samples:
+            self._lose(f"silent for {silent:.1f} s")
+
+    def describe_state(self) -> str:
+        """``connected`` / ``silent for 3.2 s`` / ``reconnecting for 1.0 s`` / ``absent``."""
+        now = time.monotonic()
+        if self.state == "silent":
+            return f"silent for {now - self.last_data_wall:.1f} s"
+        if self.state in ("reconnecting", "absent") and self.lost_since is not None:
+            return f"{self.state} for {now - self.lost_since:.1f} s"
+        return self.state
+
+    def close(self) -> None:
+        self._closed.set()
+        for inlet in (self._inlet, (self._pending or (None,))[0]):
+            if inlet is not None:
+                _close_quietly(inlet)
+        self._inlet = self._pending = None
+        if self._search is not None and self._search is not threading.current_thread():
+            self._search.join(2.0)
+
+
+def _close_quietly(inlet: pylsl.StreamInlet) -> None:
+    try:
+        inlet.close_stream()
+    except Exception:  # noqa: BLE001 - closing a lost stream may fail; nothing to do
+        pass
+
+
+class EEGInlet(LslStream):
+    """Pull EEG from one LSL stream into preallocated memory, reconnecting by itself.
 
     Parameters
     ----------
@@ -176,58 +474,89 @@ class EEGInlet:
         The model's channels; the stream's channel labels are mapped onto them once, here.
     policy : str
         Channel mapping policy (refuse | interpolate | zero).
+    max_filled : float
+        Largest share of the model's channels that ``interpolate``/``zero`` may fill.
     units, clock_sync, dejitter, nan_policy, jitter_tolerance, max_buflen_s, min_sfreq
         See :class:`rtbold.stream.config.StreamConfig`.
+    reconnect_s : float
+        Silence (wall s) after which the stream is looked for again.
     """
 
     def __init__(self, info: pylsl.StreamInfo, target_names: list[str], *, policy: str = "refuse",
                  units: str = "auto", clock_sync: bool = True, dejitter: bool = False,
-                 nan_policy: str = "hold", jitter_tolerance: float = 0.5, max_buflen_s: int = 60,
-                 min_sfreq: float = 200.0, max_chunk: int | None = None,
-                 open_timeout: float = 5.0) -> None:
-        self.name = info.name()
-        self.source_id = info.source_id()
-        self.stype = info.type()
+                 nan_policy: str = "hold", jitter_tolerance: float = 0.5,
+                 max_buflen_s: int = 0, min_sfreq: float = 200.0, max_chunk: int | None = None,
+                 open_timeout: float = 5.0, reconnect_s: float = 2.0,
+                 max_filled: float = 0.25) -> None:
         self.sfreq = float(info.nominal_srate())
+        name = info.name()
         if self.sfreq <= 0:
-            raise ValueError(f"LSL stream {self.name!r} has an irregular sampling rate; EEG must "
+            raise ValueError(f"LSL stream {name!r} has an irregular sampling rate; EEG must "
                              "have a nominal rate (set it in the amplifier software).")
         if self.sfreq < min_sfreq:
             raise ValueError(
-                f"LSL stream {self.name!r} runs at {self.sfreq:g} Hz but the model needs EEG "
-                f"sampled at >= {min_sfreq:g} Hz; raise the amplifier's sampling rate.")
+                f"LSL stream {name!r} runs at {self.sfreq:g} Hz but the model needs EEG "
+                f"sampled at >= {min_sfreq:g} Hz (live.stream.min_sfreq); raise the amplifier's "
+                "sampling rate.")
         if info.channel_format() == pylsl.cf_string:
-            raise ValueError(f"LSL stream {self.name!r} carries strings, not EEG samples; check "
-                             "--stream / --source-id.")
-        self._flags = (pylsl.proc_clocksync if clock_sync else 0) | (
-            pylsl.proc_dejitter if dejitter else 0)
-        self._max_buflen = int(max_buflen_s)
-        self._open(info, open_timeout)
+            raise ValueError(f"LSL stream {name!r} carries strings, not EEG samples; check "
+                             "--stream / --source-id (live.stream.name / source_id).")
+        self.n_channels = info.channel_count()
+        self._format = info.channel_format()
+        self.labels_at_start: list[str] | None = None
+        super().__init__(info, what="EEG", names=[name], stype=info.type() or None,
+                         source_id=info.source_id() or None,
+                         max_buflen=auto_buflen(self.sfreq, max_buflen_s),
+                         clock_sync=clock_sync, dejitter=dejitter, reconnect_s=reconnect_s,
+                         validate=self._same_stream, open_timeout=open_timeout)
         try:
-            self._setup(info, target_names, policy, units, nan_policy, jitter_tolerance,
-                        max_chunk, open_timeout)
+            self._setup(target_names, policy, units, nan_policy, jitter_tolerance, max_chunk,
+                        max_filled)
         except BaseException:
             self.close()  # do not leave a connected inlet behind a refused stream
             raise
 
-    def _setup(self, info, target_names, policy, units, nan_policy, jitter_tolerance, max_chunk,
-               open_timeout) -> None:
+    def _same_stream(self, full: pylsl.StreamInfo) -> str | None:
+        if full.channel_count() != self.n_channels or full.nominal_srate() != self.sfreq:
+            return (f"{full.channel_count()} channels at {full.nominal_srate():g} Hz, was "
+                    f"{self.n_channels} at {self.sfreq:g} Hz")
+        labels, _, _ = channel_info(full)
+        if labels != self.labels_at_start:
+            return "its channel labels differ from the stream's at start"
+        if full.channel_format() != self._format:
+            return "its sample format differs"
+        return None
+
+    def _setup(self, target_names, policy, units, nan_policy, jitter_tolerance, max_chunk,
+               max_filled) -> None:
         from ..channels import ChannelMapping
 
-        full = self._inlet.info(open_timeout)
+        full = self.full_info
         labels, types, ch_units = channel_info(full)
         if labels is None:
             raise ValueError(
                 f"LSL stream {self.name!r} has no channel labels in its description "
                 "(<desc><channels><channel><label>); the engine cannot tell which channel is "
                 "which. Configure the amplifier's LSL app to send channel labels.")
+        self.labels_at_start = labels
         self.ch_names = labels
         self.ch_types = types
+        self.ch_units = ch_units
+        what = f"LSL stream {self.name!r}"
         self.mapping = ChannelMapping.build(labels, list(target_names), source_types=types,
-                                            policy=policy, what=f"LSL stream {self.name!r}")
-        self.scale = unit_scale(ch_units, units)
+                                            policy=policy, what=what,
+                                            policy_key="live.stream.channel_policy")
+        n_filled = len(self.mapping.missing)
+        if n_filled > max_filled * len(target_names):
+            raise ValueError(
+                f"{what} has only {len(target_names) - n_filled} of the model's "
+                f"{len(target_names)} channels; policy {policy!r} would fill {n_filled} "
+                f"({n_filled / len(target_names):.0%}), more than live.stream.max_filled = "
+                f"{max_filled:g}. Missing: {', '.join(self.mapping.missing)}. Check the channel "
+                "labels, or raise max_filled if you accept predictions from filled channels.")
+        self.units_setting = units
+        self.scale = unit_scale(ch_units, units, types, what=what)
         self._matrix = (self.mapping.matrix * self.scale).astype(np.float64)
-        self.n_channels = full.channel_count()
         self.max_chunk = int(max_chunk or max(64, int(np.ceil(self.sfreq * 2.0))))
         self._buf = np.empty((self.max_chunk, self.n_channels), dtype=self._inlet.np_dtype)
         self.nan_policy = nan_policy
@@ -235,63 +564,35 @@ class EEGInlet:
         self._period = 1.0 / self.sfreq
         self._tol = float(jitter_tolerance)
         self._last_t: float | None = None
+        self._nan_log = EpisodeLog(logger)
         # Counters (read by the status reporter; ints are updated atomically under the GIL).
-        self.n_samples = 0
         self.lost_samples = 0
         self.n_gaps = 0
         self.n_jumps = 0
         self.n_nan = 0
-        self.n_reconnects = 0
-        self.connected = True
-        self.last_data_wall = time.monotonic()
         self._eff = (None, 0)  # (first time of the rate window, samples since)
         self.effective_sfreq = 0.0
-        logger.info("Connected to EEG %s; %d -> %d channels, x%g to µV", describe_stream(info),
-                    self.n_channels, len(target_names), self.scale)
-
-    def _open(self, info: pylsl.StreamInfo, timeout: float) -> None:
-        self._info = info
-        self._inlet = pylsl.StreamInlet(info, max_buflen=self._max_buflen, recover=True,
-                                        processing_flags=self._flags)
-        self._inlet.open_stream(timeout)
-
-    def close(self) -> None:
-        try:
-            self._inlet.close_stream()
-        except Exception:  # noqa: BLE001 - closing a lost stream may fail; nothing to do
-            pass
-
-    def reopen(self, timeout: float = 0.2) -> bool:
-        """Find the stream again by name/type/source id after liblsl lost it; True on success."""
-        info = try_resolve(self.name, self.stype, self.source_id or None, timeout)
-        if info is None:
-            return False
-        if info.channel_count() != self.n_channels or info.nominal_srate() != self.sfreq:
-            logger.error("Stream %s came back with %d channels at %g Hz (was %d at %g Hz); "
-                         "ignoring it.", self.name, info.channel_count(), info.nominal_srate(),
-                         self.n_channels, self.sfreq)
-            return False
-        self.close()
-        self._open(info, 2.0)
-        logger.warning("Re-opened EEG stream %s", describe_stream(info))
-        return True
+        #: Newest sample time minus local_clock() when it was pulled (> 0: a replay running
+        #: ahead of real time).
+        self.lead_s = 0.0
+        logger.info("Connected to EEG %s; %d -> %d channels, x%g to µV (units %s)",
+                    describe_stream(full), self.n_channels, len(target_names), self.scale,
+                    sorted(set(ch_units)) if units == "auto" else units)
 
     def pull(self) -> Chunk | None:
-        """Everything available now (None when nothing). Raises pylsl LostError when lost."""
-        _, ts = self._inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=self._buf)
+        """Everything available now, up to ``max_chunk`` samples (None when nothing)."""
+        got = self.pull_chunk(max_samples=self.max_chunk, dest_obj=self._buf)
+        if got is None:
+            return None
+        _, ts = got
         n = len(ts)
         if n == 0:
             return None
-        now = time.monotonic()
-        if not self.connected:
-            self.connected = True
-            self.n_reconnects += 1
-            logger.warning("EEG stream %s is back after %.1f s of silence.", self.name,
-                           now - self.last_data_wall)
-        self.last_data_wall = now
+        self.seen(n)
         times = np.array(ts, dtype=np.float64)
+        self.lead_s = float(times[-1]) - pylsl.local_clock()
         raw = self._buf[:n]
-        x = raw.astype(np.float64) if raw.dtype != np.float64 else raw
+        x = raw.astype(np.float64) if raw.dtype != np.float64 else raw.copy()
         chunk = Chunk(data=np.empty(0), times=times)
         chunk.raw = x if self.scale == 1.0 else x * self.scale
         bad = ~np.isfinite(x)
@@ -305,13 +606,16 @@ class EEGInlet:
             splits = np.flatnonzero(np.diff(idx) > 1) + 1
             for run in np.split(idx, splits):
                 chunk.nan_spans.append((times[run[0]], times[run[-1]]))
-            logger.warning("EEG stream %s: %d NaN sample(s) at %.3f s replaced (%s).", self.name,
-                           chunk.n_nan, times[idx[0]], self.nan_policy)
+            self._nan_log.start("nan", "EEG stream %s: NaN samples from %.3f s replaced (%s); "
+                                "counted, frames flagged 'nan' (logged once until they stop).",
+                                self.name, times[idx[0]], self.nan_policy)
+        else:
+            self._nan_log.end("nan", "EEG stream %s: NaN samples stopped (%d in total so far).",
+                              self.name, self.n_nan)
         if x.size and self.nan_policy == "hold":
             self._hold = x[-1].copy()
         chunk.data = self._matrix @ x.T
         chunk.breaks = self._continuity(times)
-        self.n_samples += n
         self._update_rate(times)
         return chunk
 
@@ -343,13 +647,9 @@ class EEGInlet:
                 self.lost_samples += max(n_lost, 0)
                 self.n_gaps += 1
                 out.append(Break(index, "gap", float(full[k]), float(full[k + 1]), n_lost))
-                logger.warning("EEG stream %s: %d sample(s) missing between %.3f and %.3f s.",
-                               self.name, n_lost, full[k], full[k + 1])
             else:
                 self.n_jumps += 1
                 out.append(Break(index, "jump", float(full[k]), float(full[k + 1]), 0))
-                logger.warning("EEG stream %s: timestamps jumped back %.3f s at %.3f s.",
-                               self.name, -step, full[k + 1])
         return out
 
     def _update_rate(self, times: np.ndarray) -> None:
@@ -366,47 +666,44 @@ class EEGInlet:
         else:
             self._eff = (t0, count)
 
-    def check_silence(self, silence_s: float) -> bool:
-        """Mark the stream disconnected after ``silence_s`` without data; True when silent."""
-        if self.n_samples == 0:  # nothing received yet: waiting, not disconnected
-            return False
-        silent = time.monotonic() - self.last_data_wall > silence_s
-        if silent and self.connected:
-            self.connected = False
-            logger.warning("EEG stream %s: no data for %.1f s; waiting for it to come back.",
-                           self.name, silence_s)
-        return silent
 
-    @property
-    def has_source_id(self) -> bool:
-        return bool(self.source_id)
+def auto_buflen(sfreq: float, setting: int = 0) -> int:
+    """liblsl inlet buffer (s): ``setting``, or with 0 about a million samples (20 min at 800 Hz,
+    capped to an hour), so that a fast replay of a long recording waits in it without loss."""
+    if setting:
+        return int(setting)
+    return int(max(60, min(3600, 1_000_000 // max(sfreq, 1.0))))
 
 
-def _open_inlet(info: pylsl.StreamInfo, clock_sync: bool) -> pylsl.StreamInlet:
-    """An opened inlet for a low-rate side stream (markers, measured BOLD)."""
-    flags = pylsl.proc_clocksync if clock_sync else 0
-    inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=flags)
-    inlet.open_stream(2.0)
-    return inlet
-
-
-class MarkerInlet:
+class MarkerInlet(LslStream):
     """Marker or annotation stream: yields ``(description, stream time)``.
 
     String streams (scanner-trigger software, ``rtbold replay``'s ``<name>-markers``, mne-lsl's
     string-encoded annotations) give their value; numeric one-hot streams (mne-lsl's default
-    ``<name>-annotations``) give the label of the channel that is non-zero.
+    ``<name>-annotations``) give the label of the channel that is non-zero. ``info=None`` looks
+    for the stream (any of ``names``) in the background until it appears.
     """
 
-    def __init__(self, info: pylsl.StreamInfo, *, clock_sync: bool = True) -> None:
-        self.name = info.name()
-        self._inlet = _open_inlet(info, clock_sync)
-        self.is_string = info.channel_format() == pylsl.cf_string
-        labels, _, _ = channel_info(self._inlet.info(2.0))
-        self.labels = labels or [str(i) for i in range(info.channel_count())]
+    def __init__(self, info: pylsl.StreamInfo | None, *, names: list[str] | None = None,
+                 source_id: str | None = None, clock_sync: bool = True) -> None:
+        super().__init__(info, what="marker", names=names, source_id=source_id,
+                         max_buflen=360, clock_sync=clock_sync)
+        self.on_adopt()
+
+    def on_adopt(self) -> None:
+        full = self.full_info
+        if full is None:
+            return
+        self.is_string = full.channel_format() == pylsl.cf_string
+        labels, _, _ = channel_info(full)
+        self.labels = labels or [str(i) for i in range(full.channel_count())]
 
     def pull(self) -> list[tuple[str, float]]:
-        samples, ts = self._inlet.pull_chunk(timeout=0.0, max_samples=256)
+        got = self.pull_chunk(max_samples=1024)
+        if not got or not got[1]:
+            return []
+        samples, ts = got
+        self.seen(len(ts))
         out = []
         for sample, t in zip(samples, ts):
             if self.is_string:
@@ -417,27 +714,30 @@ class MarkerInlet:
                         out.append((label, float(t)))
         return out
 
-    def close(self) -> None:
-        try:
-            self._inlet.close_stream()
-        except Exception:  # noqa: BLE001
-            pass
 
+class ValueInlet(LslStream):
+    """Numeric stream of vectors (the measured-BOLD stream): yields ``(t, values)``.
 
-class ValueInlet:
-    """Numeric stream of vectors (the measured-BOLD stream): yields ``(t, values)``."""
+    ``info=None`` looks for it (``names``) until it appears; streams whose channel count is not
+    ``n_channels`` are refused with a warning.
+    """
 
-    def __init__(self, info: pylsl.StreamInfo, *, clock_sync: bool = True) -> None:
-        self.name = info.name()
-        self._inlet = _open_inlet(info, clock_sync)
-        self.n_channels = info.channel_count()
+    def __init__(self, info: pylsl.StreamInfo | None, *, n_channels: int,
+                 names: list[str] | None = None, source_id: str | None = None,
+                 clock_sync: bool = True) -> None:
+        self.n_channels = int(n_channels)
+        super().__init__(info, what="measured-bold", names=names, source_id=source_id,
+                         max_buflen=7200, clock_sync=clock_sync, validate=self._fits)
+
+    def _fits(self, full: pylsl.StreamInfo) -> str | None:
+        if full.channel_count() != self.n_channels:
+            return f"{full.channel_count()} channels for the model's {self.n_channels} regions"
+        return None
 
     def pull(self) -> tuple[np.ndarray, np.ndarray]:
-        data, ts = self._inlet.pull_chunk(timeout=0.0, max_samples=256, as_numpy=True)
+        got = self.pull_chunk(max_samples=1024)
+        if not got or len(got[1]) == 0:
+            return np.empty(0), np.empty((0, self.n_channels), dtype=np.float32)
+        data, ts = got
+        self.seen(len(ts))
         return np.asarray(ts, dtype=np.float64), np.asarray(data, dtype=np.float32)
-
-    def close(self) -> None:
-        try:
-            self._inlet.close_stream()
-        except Exception:  # noqa: BLE001
-            pass

@@ -153,14 +153,24 @@ class FeedbackTarget:
         ----------
         text : str
             The target (see the module notes).
-        atlas : rtbold.atlas.Atlas | int | None
-            The atlas the predictions use (an :class:`~rtbold.atlas.Atlas` or its region count);
-            default DiFuMo-64.
+        atlas : rtbold.atlas.Atlas | sequence of str | int | None
+            The regions the predictions use: an :class:`~rtbold.atlas.Atlas`, the region names
+            in prediction order (a bundle's ``roi_names``, any subset of a DiFuMo atlas), or
+            the region count of a whole packaged DiFuMo atlas; default DiFuMo-64.
         """
-        from rtbold.atlas import NETWORK_ORDER, load_atlas
+        from rtbold.atlas import NETWORK_ORDER, SUPPORTED_N_REGIONS, atlas_for_regions, load_atlas
 
-        if atlas is None or isinstance(atlas, int):
-            atlas = load_atlas(64 if atlas is None else atlas)
+        if atlas is None:
+            atlas = load_atlas(64)
+        elif isinstance(atlas, (int, np.integer)):
+            if int(atlas) not in SUPPORTED_N_REGIONS:
+                raise ValueError(
+                    f"Feedback target {text!r}: {int(atlas)} regions is not a whole DiFuMo "
+                    f"atlas {SUPPORTED_N_REGIONS}; pass the bundle's region names "
+                    "(FeedbackTarget.parse(text, runner.roi_names)) so its regions are known.")
+            atlas = load_atlas(int(atlas))
+        elif not hasattr(atlas, "roi_names"):
+            atlas = atlas_for_regions(list(atlas))
         raw = str(text).strip()
         kind, sep, rest = raw.partition(":")
         kind = kind.strip().lower()
@@ -281,8 +291,8 @@ class FeedbackOutlet:
         What to feed back (parsed against ``atlas`` when a string).
     tr : float
         Repetition time (nominal rate ``1 / tr``).
-    atlas : rtbold.atlas.Atlas | int | None
-        The atlas of the predictions (default DiFuMo-64).
+    atlas : rtbold.atlas.Atlas | sequence of str | int | None
+        The regions of the predictions (see :meth:`FeedbackTarget.parse`; default DiFuMo-64).
     baseline_trs : int
         Baseline length in TRs.
     baseline : {"window", "initial"}

@@ -6,8 +6,11 @@ window never copies the whole buffer (ARCHITECTURE.md section 4: tick -> window 
 Windows come from :func:`rtbold.preprocessing.extract_window` on that view, the very function the
 offline dataset uses, which is what makes live and offline windows equal.
 
-Gaps (lost samples, reconnections, clock jumps) and replaced NaN samples are kept as stream-time
-intervals so a window that overlaps one can be flagged.
+Gaps (lost samples, reconnections, clock jumps), replaced NaN samples and bad channels (flat,
+clipped, saturated) are kept as stream-time intervals per flag, so a window that overlaps one can
+be flagged. :meth:`RingBuffer.bridge` fills the stretch of a gap by holding each channel's last
+value, so frames resume right after a reconnection (flagged ``"gap"``) instead of waiting for a
+whole clean window.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ class RingBuffer:
         self.lock = threading.Lock()
         #: Notified after every write (the worker waits on it for its window).
         self.cond = threading.Condition(self.lock)
-        self._gaps: deque[tuple[float, float]] = deque(maxlen=256)
-        self._nans: deque[tuple[float, float]] = deque(maxlen=256)
+        self._marks: dict[str, deque[tuple[float, float]]] = {}
 
     # -- writing (acquisition thread) --------------------------------------------------------
     def write(self, data: np.ndarray, times: np.ndarray) -> None:
@@ -74,15 +76,42 @@ class RingBuffer:
             self._written += n
             self.cond.notify_all()
 
+    def mark(self, flag: str, t_start: float, t_stop: float) -> None:
+        """Remember that windows overlapping these stream times get ``flag``."""
+        with self.lock:
+            spans = self._marks.setdefault(flag, deque(maxlen=256))
+            if spans and spans[-1][1] >= t_start - 1.5 / self.sfreq:  # extend a running span
+                spans[-1] = (spans[-1][0], max(spans[-1][1], float(t_stop)))
+            else:
+                spans.append((float(t_start), float(t_stop)))
+
     def mark_gap(self, t_start: float, t_stop: float) -> None:
         """Remember that samples between these stream times are missing or unreliable."""
-        with self.lock:
-            self._gaps.append((float(t_start), float(t_stop)))
+        self.mark("gap", t_start, t_stop)
 
     def mark_nan(self, t_start: float, t_stop: float) -> None:
         """Remember that samples between these stream times were NaN and replaced."""
+        self.mark("nan", t_start, t_stop)
+
+    def bridge(self, t_next: float) -> int:
+        """Hold the last sample of each channel on the 200 Hz grid up to just before ``t_next``.
+
+        Used after a gap (the caller marks it): windows across it can be built and are flagged.
+        At most ``capacity`` samples are written (older ones would be overwritten anyway).
+        Returns the number of samples written.
+        """
+        last = self.latest_time()
+        if last is None:
+            return 0
+        n = int(round((t_next - last) * self.sfreq)) - 1
+        if n <= 0:
+            return 0
+        n = min(n, self.capacity)
         with self.lock:
-            self._nans.append((float(t_start), float(t_stop)))
+            hold = self._data[:, (self._written - 1) % self.capacity].copy()
+        times = t_next - np.arange(n, 0, -1) / self.sfreq
+        self.write(np.repeat(hold[:, None], n, axis=1), times)
+        return n
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -135,19 +164,14 @@ class RingBuffer:
             return extract_window(data, times, t_event, self.window_samples, self.sfreq)
 
     def flags(self, t_event: float) -> tuple[str, ...]:
-        """Flags for the window ending at ``t_event``: "gap" and/or "nan" when it overlaps one."""
+        """Flags of the marks ("gap", "nan", "flat", ...) the window ending at ``t_event`` overlaps."""
         t0 = t_event - (self.window_samples + 1) / self.sfreq
-        out = []
         with self.lock:
-            if any(a <= t_event and b >= t0 for a, b in self._gaps):
-                out.append("gap")
-            if any(a <= t_event and b >= t0 for a, b in self._nans):
-                out.append("nan")
-        return tuple(out)
+            return tuple(flag for flag, spans in self._marks.items()
+                         if any(a <= t_event and b >= t0 for a, b in spans))
 
     def reset(self) -> None:
         """Forget everything (new connection with a different clock)."""
         with self.cond:
             self._written = 0
-            self._gaps.clear()
-            self._nans.clear()
+            self._marks.clear()

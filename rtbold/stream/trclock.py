@@ -3,7 +3,8 @@
 Ticks come from a marker stream (scanner trigger over LSL, ``rtbold replay``'s ``<name>-markers``
 or mne-lsl's ``<name>-annotations``), matched on the configured marker value, or from an internal
 clock that ticks every TR of *stream* time once the ring buffer holds a full window. A configured
-marker stream that cannot be found falls back to the internal clock with a visible warning.
+marker stream that cannot be found falls back to the internal clock with a visible warning, and
+goes back to markers when the stream appears and sends its first volume marker.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class TRClock:
         logger.warning("TR clock: %s; ticking every %.3f s of stream time instead (internal "
                        "clock). Frames are not aligned to the scanner.", reason, self.tr)
 
+    def use_markers(self) -> None:
+        """Back to marker ticks (the marker stream appeared after a fall-back)."""
+        self.mode = "markers"
+        self.fallback_reason = None
+
     def _tick(self, t: float, source: str) -> Tick:
         tick = Tick(self._count, float(t), source, time.perf_counter())
         self._count += 1
@@ -87,6 +93,6 @@ class TRClock:
             self._next_t += self.tr
         return out
 
-    def restart_internal(self) -> None:
-        """After a reconnection: start again from the next full window."""
-        self._next_t = None
+    def restart_internal(self, at: float | None = None) -> None:
+        """After a clock jump or a long gap: next tick at ``at`` (None: the next full window)."""
+        self._next_t = at

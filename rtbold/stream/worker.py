@@ -21,6 +21,7 @@ import numpy as np
 
 from .frames import Frame
 from .ringbuffer import RingBuffer
+from .sink import Skip
 from .trclock import Tick
 
 logger = logging.getLogger(__name__)
@@ -117,16 +118,6 @@ class ModelRunner:
         return dt
 
 
-@dataclass
-class Skip:
-    """A tick that produced no frame."""
-
-    index: int
-    t: float
-    reason: str  # "stale" | "queue_full" | "not_covered" | "gap" | "timeout" | "error"
-    detail: str = ""
-
-
 class InferenceWorker(threading.Thread):
     """Consume ticks from ``ticks``; see the module docstring.
 
@@ -136,41 +127,55 @@ class InferenceWorker(threading.Thread):
     runner : ModelRunner
     ticks : queue.Queue of Tick
     tr : float
-        Stream-time TR (a frame published more than one TR after its tick is flagged "late").
-    publish : callable(Frame) -> float | None
-        Pushes the frame to the LSL outlets; returns the feedback value.
-    record : callable(Frame) | None
-        Writes the frame (append-only) before it is displayed.
-    record_skip : callable(Skip) | None
+        Stream-time TR. A frame published more than one TR after its volume (LSL clock) is
+        flagged ``"late"``; with ``skip_stale`` a tick more than one TR in the past is skipped
+        when a newer one waits. Both compare with the LSL clock, so a replay running ahead of
+        real time (10x, fast) is never late nor stale: its speed changes no flag.
+    sink : FrameSink | None
+        Publishes and records frames, records skips.
     measured : callable(t) -> array | None
         Measured BOLD at stream time t, when a measured-bold stream is present.
     on_frame, on_error : callables
     skip_stale : bool
     max_wait_s : float
+    extra_flags : callable(tick) -> tuple of str
+        Flags from the engine's state (``internal_clock``, ``amplitude``).
+    output_check : OutputCheck | None
+        Flags of the prediction itself (``nonfinite``, ``constant``).
     """
 
     def __init__(self, ring: RingBuffer, runner: ModelRunner, ticks: "queue.Queue[Tick]", *,
-                 tr: float, publish: Callable | None = None, record: Callable | None = None,
-                 record_skip: Callable | None = None, measured: Callable | None = None,
+                 tr: float, sink=None, measured: Callable | None = None,
                  on_frame: Callable | None = None, on_error: Callable | None = None,
                  skip_stale: bool = True, max_wait_s: float = 5.0,
-                 extra_flags: Callable[[Tick], tuple[str, ...]] | None = None) -> None:
+                 extra_flags: Callable[[Tick], tuple[str, ...]] | None = None,
+                 output_check=None) -> None:
         super().__init__(name="rtbold-inference", daemon=True)
+        from .quality import OutputCheck
+        from .sink import FrameSink
+
         self.ring, self.runner, self.ticks, self.tr = ring, runner, ticks, float(tr)
-        self._publish, self._record, self._record_skip = publish, record, record_skip
+        self.sink = sink if sink is not None else FrameSink()
         self._measured, self._on_frame, self._on_error = measured, on_frame, on_error
         self._extra_flags = extra_flags
+        self.output_check = output_check if output_check is not None else OutputCheck()
         self.skip_stale, self.max_wait_s = skip_stale, float(max_wait_s)
         self.stop_event = threading.Event()
         self.n_frames = 0
-        self.skips: list[Skip] = []
         self.last_frame: Frame | None = None
+        #: Stream time of the tick being handled (None when idle): acquisition does not overwrite
+        #: its window (back-pressure).
+        self.busy_t: float | None = None
         #: Optional ``callable(tick, window)`` called with every model input (parity tests).
         self.window_hook: Callable | None = None
 
     @property
     def n_skipped(self) -> int:
-        return len(self.skips)
+        return self.sink.n_skipped
+
+    @property
+    def skips(self) -> list[Skip]:
+        return list(self.sink.skips)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -178,18 +183,10 @@ class InferenceWorker(threading.Thread):
             self.ring.cond.notify_all()
 
     def skip(self, tick: Tick, reason: str, detail: str = "") -> None:
-        s = Skip(tick.index, tick.t, reason, detail)
-        self.skips.append(s)
-        if len(self.skips) > 10_000:  # bounded memory; the recorder keeps the full list
-            del self.skips[:5000]
-        log = logger.info if reason == "not_covered" else logger.warning
-        log("TR %d at %.3f s skipped: %s%s", tick.index, tick.t, reason,
-            f" ({detail})" if detail else "")
-        if self._record_skip is not None:
-            try:
-                self._record_skip(s)
-            except Exception:  # noqa: BLE001 - reported, worker goes on
-                logger.exception("Recording a skipped TR failed")
+        try:
+            self.sink.skip(Skip(tick.index, tick.t, reason, detail))
+        except Exception:  # noqa: BLE001 - reported, worker goes on
+            logger.exception("Recording a skipped TR failed")
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -197,6 +194,7 @@ class InferenceWorker(threading.Thread):
                 tick = self.ticks.get(timeout=0.1)
             except queue.Empty:
                 continue
+            self.busy_t = tick.t
             try:
                 self._handle(tick)
             except Exception as err:  # noqa: BLE001 - one bad TR must not end the session
@@ -204,6 +202,8 @@ class InferenceWorker(threading.Thread):
                 self.skip(tick, "error", str(err))
                 if self._on_error is not None:
                     self._on_error(err)
+            finally:
+                self.busy_t = None
 
     def _wait_covered(self, t: float) -> bool:
         deadline = time.monotonic() + self.max_wait_s
@@ -225,10 +225,12 @@ class InferenceWorker(threading.Thread):
         if start >= oldest - 0.5 / ring.sfreq:
             return None
         # A wrapped buffer lost the window's start to newer data; otherwise the session (or the
-        # segment after a reconnection) started less than a window before the tick.
+        # segment after a clock jump) started less than a window before the tick.
         return "stale" if ring.n_written > ring.capacity else "not_covered"
 
     def _handle(self, tick: Tick) -> None:
+        import pylsl
+
         reason = self._too_early(tick)
         if reason is not None:
             start = tick.t - self.ring.window_samples / self.ring.sfreq
@@ -236,9 +238,9 @@ class InferenceWorker(threading.Thread):
                       f"buffered EEG ({self.ring.oldest_time():.3f} s)")
             return
         if self.skip_stale and not self.ticks.empty():
-            latest = self.ring.latest_time()
-            if latest is not None and latest - tick.t > self.tr:
-                self.skip(tick, "stale", f"{latest - tick.t:.2f} s behind the stream")
+            behind = pylsl.local_clock() - tick.t
+            if behind > self.tr:
+                self.skip(tick, "stale", f"{behind:.2f} s behind real time, newer TRs waiting")
                 return
         if not self._wait_covered(tick.t):
             if not self.stop_event.is_set():
@@ -260,16 +262,15 @@ class InferenceWorker(threading.Thread):
         lat["inference_start"] = time.perf_counter() - tick.wall
         values = self.runner.predict(window)
         lat["inference_end"] = time.perf_counter() - tick.wall
-        frame = Frame(index=tick.index, t=tick.t, values=values, flags=(), latency=lat,
+        flags.extend(self.output_check.flags(values))
+        frame = Frame(index=tick.index, t=tick.t, values=values, flags=tuple(flags), latency=lat,
                       measured=self._measured(tick.t) if self._measured is not None else None)
-        if self._publish is not None:
-            frame.feedback = self._publish(frame)
+        self.sink.publish(frame)
         lat["published"] = time.perf_counter() - tick.wall
-        if lat["published"] > self.tr:
+        if pylsl.local_clock() - tick.t > self.tr:
             flags.append("late")
         frame.flags = tuple(dict.fromkeys(flags))
-        if self._record is not None:
-            self._record(frame)
+        self.sink.record(frame)
         lat["recorded"] = time.perf_counter() - tick.wall
         self.n_frames += 1
         self.last_frame = frame

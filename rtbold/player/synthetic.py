@@ -1,0 +1,411 @@
+"""Synthetic EEG + volume markers (+ measured BOLD) over LSL, for tests and benchmarks.
+
+:class:`SyntheticSource`
+    pushes from a thread of this process with explicit stream timestamps (sample ``k`` at
+    ``t0 + k / sfreq``) at any speed, like ``rtbold replay``.
+:class:`SourceProcess`
+    the same in a separate process (``python -m rtbold.player.synthetic``), paced by the LSL
+    clock like an amplifier: sample ``k`` is pushed once ``local_clock() >= t0 + k / sfreq``, so a
+    process restarted with the same ``t0`` continues the stream-time axis with a gap of the time it
+    was down. Tests kill it with SIGKILL and start it again. Each process publishes any of the
+    EEG, marker and measured-BOLD streams, so one stream can restart while the others go on.
+
+:func:`make_runner` (a random-weight model) and :func:`live_config` (settings for a source)
+complete what the live tests and benchmarks need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pylsl
+
+
+def montage_channels() -> list[str]:
+    from rtbold.montage import load_montage
+
+    return list(load_montage().ch_names)
+
+
+def unique_id(prefix: str = "rtbold-test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def eeg_info(name: str, source_id: str, ch_names, sfreq: float, *, ch_types=None,
+             unit: str = "microvolts") -> pylsl.StreamInfo:
+    info = pylsl.StreamInfo(name, "EEG", len(ch_names), float(sfreq), "float32", source_id)
+    chans = info.desc().append_child("channels")
+    for i, ch in enumerate(ch_names):
+        node = chans.append_child("channel")
+        node.append_child_value("label", ch)
+        node.append_child_value("unit", unit)
+        node.append_child_value("type", (ch_types[i] if ch_types else "EEG"))
+    return info
+
+
+def synthetic_eeg(n_channels: int, n_times: int, sfreq: float, seed: int = 0) -> np.ndarray:
+    """(C, n) float32 µV: alpha-band sines with per-channel phase plus pink-ish noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_times) / sfreq
+    freqs = rng.uniform(6, 14, size=(n_channels, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(n_channels, 1))
+    slow = np.sin(2 * np.pi * 0.05 * t + phase)  # slow drift so windows differ
+    x = 15 * np.sin(2 * np.pi * freqs * t + phase) * (1 + 0.5 * slow)
+    x += np.cumsum(rng.normal(0, 1.0, size=(n_channels, n_times)), axis=1) * 0.05
+    x += rng.normal(0, 3.0, size=(n_channels, n_times))
+    return x.astype(np.float32)
+
+
+class SyntheticSource:
+    """Push synthetic EEG (and volume markers) over LSL with explicit stream timestamps.
+
+    Sample ``k`` is stamped ``t0 + k / sfreq`` whatever the pacing (``speed`` x real time),
+    like ``rtbold replay``; markers ``"R149"`` at ``t0 + first_marker_s + i * tr`` go out after
+    the samples they fall on.
+
+    Parameters
+    ----------
+    skip_chunks : set of int
+        Chunk indices that are not pushed (lost samples).
+    nan_chunks : set of int
+        Chunk indices whose values are all NaN on channel 0.
+    restart : tuple (at_s, gap_s, pause_wall_s) | None
+        At stream second ``at_s`` destroy the EEG outlet, wait ``pause_wall_s`` of wall time,
+        recreate it (same source id) and continue ``gap_s`` stream seconds later.
+    """
+
+    def __init__(self, ch_names, sfreq: float, duration_s: float, *, name: str | None = None,
+                 source_id: str | None = None, tr: float = 1.0, first_marker_s: float = 1.0,
+                 markers: bool = True, marker: str = "R149", speed: float = 1.0,
+                 chunk_s: float = 0.02, seed: int = 0, skip_chunks=(), nan_chunks=(),
+                 restart=None, ch_types=None, data: np.ndarray | None = None,
+                 wait_consumers_s: float = 20.0, measured_rois: int = 0,
+                 block_s: float | None = None) -> None:
+        self.ch_names = list(ch_names)
+        self.sfreq = float(sfreq)
+        self.name = name or unique_id("rtbold-synth")
+        self.source_id = unique_id("sid") if source_id is None else source_id
+        self.n_times = int(round(duration_s * sfreq))
+        # Long runs (soak) cycle through at most block_s of generated data.
+        n_gen = self.n_times if block_s is None else min(self.n_times, int(block_s * sfreq))
+        self.data = synthetic_eeg(len(self.ch_names), n_gen, sfreq, seed) \
+            if data is None else np.asarray(data, dtype=np.float32)
+        self.tr, self.speed, self.marker = float(tr), float(speed), marker
+        self.chunk = max(1, int(round(chunk_s * sfreq)))
+        self.skip_chunks, self.nan_chunks = set(skip_chunks), set(nan_chunks)
+        for c in self.nan_chunks:
+            self.data[0, c * self.chunk:(c + 1) * self.chunk] = np.nan
+        self.restart = restart
+        self.ch_types = ch_types
+        self.onsets = np.arange(first_marker_s, duration_s - 1e-9, tr)
+        self.wait_consumers_s = wait_consumers_s
+        self._info = eeg_info(self.name, self.source_id, self.ch_names, sfreq, ch_types=ch_types)
+        self.eeg = pylsl.StreamOutlet(self._info, 0, 3600)
+        self.markers = None
+        if markers:
+            minfo = pylsl.StreamInfo(f"{self.name}-markers", "Markers", 1, 0, "string",
+                                     f"{self.source_id}-markers")
+            self.markers = pylsl.StreamOutlet(minfo, 0, 36000)
+        self.measured = None
+        if measured_rois:
+            binfo = pylsl.StreamInfo(f"{self.name}-measured-bold", "fMRI", measured_rois, 1 / tr,
+                                     "float32", f"{self.source_id}-measured-bold")
+            self.measured = pylsl.StreamOutlet(binfo, 0, 3600)
+            self.measured_values = np.random.default_rng(seed + 1).normal(
+                size=(len(self.onsets), measured_rois)).astype(np.float32)
+        self.t0: float | None = None
+        self.n_sent = 0
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="synthetic-eeg")
+        self.error: BaseException | None = None
+
+    @property
+    def marker_times(self) -> np.ndarray:
+        return self.t0 + self.onsets
+
+    def times(self) -> np.ndarray:
+        return self.t0 + np.arange(self.n_times) / self.sfreq
+
+    def __enter__(self) -> "SyntheticSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "SyntheticSource":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop pushing and destroy the outlets (frees their LSL ports at once)."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(10)
+        self.eeg = self.markers = self.measured = None
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            self._push()
+        except BaseException as err:  # noqa: BLE001 - re-raised by join()
+            self.error = err
+        finally:
+            self.done.set()
+
+    def _push(self) -> None:
+        if not self.eeg.wait_for_consumers(self.wait_consumers_s):
+            raise RuntimeError(f"no consumer for {self.name}")
+        for extra in (self.markers, self.measured):
+            if extra is not None:
+                extra.wait_for_consumers(2.0)
+        time.sleep(0.05)
+        self.t0 = t0 = pylsl.local_clock()
+        ev = np.floor(self.onsets * self.sfreq + 1e-9).astype(int)
+        restart_k = None if self.restart is None else int(self.restart[0] * self.sfreq)
+        k = 0
+        c = 0
+        while k < self.n_times and not self._stop.is_set():
+            if restart_k is not None and k >= restart_k:
+                at_s, gap_s, pause = self.restart
+                restart_k = None
+                self.eeg = None  # destroys the outlet: consumers lose the stream
+                time.sleep(pause)
+                self.eeg = pylsl.StreamOutlet(self._info, 0, 3600)
+                # liblsl needs a moment to recover the inlet; wait so the loss is exactly gap_s.
+                self.eeg.wait_for_consumers(self.wait_consumers_s)
+                k += int(round(gap_s * self.sfreq))
+                # Markers stay aligned on stream time, so emit those falling in the gap too.
+                continue
+            stop = min(k + self.chunk, self.n_times)
+            due = t0 + (stop - 1) / (self.sfreq * self.speed)
+            delay = due - pylsl.local_clock()
+            if delay > 0:
+                time.sleep(delay)
+            if c not in self.skip_chunks:
+                stamps = t0 + np.arange(k, stop) / self.sfreq
+                m = self.data.shape[1]
+                block = self.data[:, k:stop] if stop <= m else \
+                    np.take(self.data, np.arange(k, stop) % m, axis=1)
+                self.eeg.push_chunk(np.ascontiguousarray(block.T), stamps.tolist())
+                self.n_sent += stop - k
+            if self.markers is not None:
+                lo, hi = np.searchsorted(ev, [k, stop], side="left")
+                for i in range(lo, hi):
+                    self.markers.push_sample([self.marker], t0 + float(self.onsets[i]))
+                    if self.measured is not None:
+                        self.measured.push_sample(self.measured_values[i],
+                                                  t0 + float(self.onsets[i]))
+            k, c = stop, c + 1
+
+
+def make_runner(ch_names=None, size: str = "tiny", n_rois: int = 64, seed: int = 0, tr=1.0):
+    """A real (random-weight) UnEBOLT model wrapped for the engine (tests, benchmarks)."""
+    import torch
+
+    from rtbold.models.registry import create_model
+    from rtbold.atlas import load_atlas
+    from rtbold.stream.worker import ModelRunner
+
+    ch_names = list(ch_names or montage_channels())
+    torch.manual_seed(seed)
+    model = create_model("unebolt", size=size, n_rois=n_rois, ch_names=ch_names)
+    roi = list(load_atlas(n_rois).roi_names)
+    return ModelRunner(model=model, ch_names=ch_names, roi_names=roi, tr=tr, name=f"unebolt-{size}")
+
+
+def live_config(source, tmp_path=None, **over):
+    """A LiveConfig reading ``source`` (anything with ``name``, ``source_id``, ``tr``,
+    ``measured``) with timeouts for tests and benchmarks; ``section__key=value`` overrides."""
+    from rtbold.stream.config import LiveConfig
+
+    cfg = LiveConfig()
+    cfg.stream.name = source.name
+    cfg.stream.source_id = source.source_id
+    cfg.stream.resolve_timeout_s = 10.0
+    cfg.trigger.tr = source.tr
+    cfg.trigger.resolve_timeout_s = 2.0
+    cfg.measured.resolve_timeout_s = 1.0 if source.measured is not None else 0.0
+    cfg.worker.warmup = 1
+    # Replays run faster than real time on a shared machine: process every tick unless a test
+    # checks stale skipping.
+    cfg.worker.skip_stale = False
+    cfg.output.fsync = False
+    # liblsl's unicast discovery only reaches ports BasePort..BasePort+31 on this machine; the
+    # engine's own outlets are switched off unless a test needs them, to leave ports to others.
+    cfg.output.bold_outlet = cfg.output.feedback_outlet = False
+    cfg.output.source_id = unique_id("out")
+    cfg.output.name = unique_id("rtbold")
+    if tmp_path is not None:
+        cfg.session_dir = tmp_path / "session"
+    else:
+        cfg.output.record = False
+    for key, value in over.items():
+        section, _, attr = key.partition("__")
+        if attr:
+            setattr(getattr(cfg, section), attr, value)
+        else:
+            setattr(cfg, section, value)
+    return cfg
+
+
+# -- a source in its own process ------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    """Body of ``python -m rtbold.player.synthetic``: push in real time until killed."""
+    ch = montage_channels() if args.channels == "montage" else args.channels.split(",")
+    sfreq, tr, t0 = args.sfreq, args.tr, args.t0
+    streams = set(args.streams.split(","))
+    period_n = int(round(args.block_s * sfreq))
+    data = synthetic_eeg(len(ch), period_n, sfreq, args.seed).T.copy()  # (n, C), cycled
+    if args.unit_scale != 1.0:
+        data *= args.unit_scale
+    outlets = {}
+    if "eeg" in streams:
+        outlets["eeg"] = pylsl.StreamOutlet(
+            eeg_info(args.name, args.source_id, ch, sfreq, unit=args.unit), 0, 360)
+    if "markers" in streams:
+        info = pylsl.StreamInfo(f"{args.name}-markers", "Markers", 1, 0, "string",
+                                f"{args.source_id}-markers")
+        outlets["markers"] = pylsl.StreamOutlet(info, 0, 360)
+    if "measured" in streams:
+        info = pylsl.StreamInfo(f"{args.name}-measured-bold", "fMRI", args.n_rois, 1.0 / tr,
+                                "float32", f"{args.source_id}-measured-bold")
+        outlets["measured"] = pylsl.StreamOutlet(info, 0, 360)
+    rng_meas = np.random.default_rng(args.seed + 1)
+    measured = rng_meas.normal(size=(4096, args.n_rois)).astype(np.float32)
+    print("ready", flush=True)
+    if args.preroll_s > 0:  # pre-roll for a consumer, not into the void (like rtbold replay)
+        for outlet in outlets.values():
+            outlet.wait_for_consumers(60.0)
+    now_k = int(np.floor((pylsl.local_clock() - t0) * sfreq))
+    k = max(0, now_k - int(round(args.preroll_s * sfreq)))
+    # Volume i at t0 + first_marker_s + i * tr; the first one not yet sent:
+    vol = max(0, int(np.ceil((k / sfreq - args.first_marker_s) / tr - 1e-9)))
+    chunk = max(1, int(round(0.02 * sfreq)))
+    while True:
+        now_k = int(np.floor((pylsl.local_clock() - t0) * sfreq)) + 1
+        if now_k - k < chunk:
+            time.sleep(0.005)
+            continue
+        stop = now_k
+        if "eeg" in outlets:
+            idx = np.arange(k, stop)
+            outlets["eeg"].push_chunk(np.ascontiguousarray(data[idx % period_n]),
+                                      (t0 + idx / sfreq).tolist())
+        while args.first_marker_s + vol * tr < stop / sfreq:
+            t_vol = t0 + args.first_marker_s + vol * tr
+            if "markers" in outlets:
+                outlets["markers"].push_sample([args.marker], t_vol)
+            if "measured" in outlets:
+                outlets["measured"].push_sample(measured[vol % len(measured)], t_vol)
+            vol += 1
+        k = stop
+
+
+class SourceProcess:
+    """A synthetic LSL source in a subprocess (see the module notes); kill it like a crash.
+
+    Parameters
+    ----------
+    name, source_id : str
+        EEG stream name and source id (markers and measured BOLD append ``-markers`` and
+        ``-measured-bold``).
+    streams : sequence of str
+        Which of ``"eeg"``, ``"markers"``, ``"measured"`` this process publishes.
+    t0 : float
+        LSL time of sample 0 (shared by every process of one session).
+    preroll_s : float
+        Seconds before "now" pushed at once when it starts (a first full window right away).
+    """
+
+    def __init__(self, name: str, source_id: str, *, streams=("eeg", "markers"), t0: float,
+                 sfreq: float = 250.0, tr: float = 1.0, preroll_s: float = 0.0,
+                 first_marker_s: float = 1.0, marker: str = "R149", n_rois: int = 64,
+                 unit: str = "microvolts", unit_scale: float = 1.0, seed: int = 0) -> None:
+        self.name, self.source_id, self.streams = name, source_id, list(streams)
+        self.t0, self.sfreq, self.tr = float(t0), float(sfreq), float(tr)
+        self.preroll_s, self.first_marker_s, self.marker = preroll_s, first_marker_s, marker
+        self.n_rois, self.unit, self.unit_scale, self.seed = n_rois, unit, unit_scale, seed
+        self.proc: subprocess.Popen | None = None
+        #: Wall time (time.monotonic) at which the outlets of the last start existed.
+        self.ready_wall: float | None = None
+
+    def start(self, preroll_s: float | None = None, timeout: float = 30.0) -> "SourceProcess":
+        """Start the process; returns once its outlets exist.
+
+        ``preroll_s`` defaults to the constructor's on the first start and to 0 on a restart
+        (which goes on from "now", leaving a gap as long as the process was down).
+        """
+        if preroll_s is None:
+            preroll_s = self.preroll_s if self.ready_wall is None else 0.0
+        cmd = [sys.executable, "-m", "rtbold.player.synthetic", "--name", self.name,
+               "--source-id", self.source_id, "--streams", ",".join(self.streams),
+               "--t0", repr(self.t0), "--sfreq", repr(self.sfreq), "--tr", repr(self.tr),
+               "--preroll-s", repr(preroll_s),
+               "--first-marker-s", repr(self.first_marker_s), "--marker", self.marker,
+               "--n-rois", str(self.n_rois), "--unit", self.unit,
+               "--unit-scale", repr(self.unit_scale), "--seed", str(self.seed)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env=dict(os.environ))
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("ready"):
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"synthetic source {self.name} exited with "
+                                   f"{self.proc.returncode}")
+        if not line.startswith("ready"):
+            self.kill()
+            raise RuntimeError(f"synthetic source {self.name} did not start in {timeout:g} s")
+        self.ready_wall = time.monotonic()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL (no clean-up: the streams vanish as when a program crashes)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self) -> "SourceProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Synthetic EEG/markers/measured BOLD over LSL, "
+                                "in real time from a shared t0 (rtbold tests).")
+    p.add_argument("--name", required=True)
+    p.add_argument("--source-id", required=True)
+    p.add_argument("--streams", default="eeg,markers")
+    p.add_argument("--t0", type=float, required=True)
+    p.add_argument("--sfreq", type=float, default=250.0)
+    p.add_argument("--tr", type=float, default=1.0)
+    p.add_argument("--preroll-s", type=float, default=0.0)
+    p.add_argument("--first-marker-s", type=float, default=1.0)
+    p.add_argument("--marker", default="R149")
+    p.add_argument("--n-rois", type=int, default=64)
+    p.add_argument("--channels", default="montage")
+    p.add_argument("--unit", default="microvolts")
+    p.add_argument("--unit-scale", type=float, default=1.0)
+    p.add_argument("--block-s", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    return _serve(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
