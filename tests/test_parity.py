@@ -17,6 +17,7 @@ import torch
 from rtbold.evaluate import data_config_for
 from rtbold.models import create_model, load_bundle, save_bundle
 from rtbold.simulator import simulate_dataset, simulator_config
+from rtbold.stream.config import LiveConfig
 from rtbold.stream.engine import LiveEngine
 from rtbold.player.replay import Replayer
 from rtbold.stream.worker import ModelRunner
@@ -61,7 +62,7 @@ def offline(dataset, bundle):
     return scan, predict_items(model, [scan], items, device="cpu")
 
 
-@pytest.mark.parametrize("mode", ["fast", "1x"])
+@pytest.mark.parametrize("mode", ["fast", "10x", "1x"])
 def test_replayed_predictions_equal_offline_evaluator(dataset, bundle, offline, tmp_path, mode):
     scan, expected = offline
     runner = ModelRunner.from_bundle(bundle, "cpu")
@@ -69,17 +70,19 @@ def test_replayed_predictions_equal_offline_evaluator(dataset, bundle, offline, 
     name = unique_id("parity")
     # 1x: pre-roll the first 18 s (EEG before the first volume), then real time.
     replay = Replayer(scan.spec.eeg_path, name=name, source_id=name, fast=mode == "fast",
+                      speed=10.0 if mode == "10x" else 1.0,
                       preroll_s=0.0 if mode == "fast" else 18.0, consumer_grace_s=2.0)
 
     class _Src:  # what live_config reads
         source_id, tr, measured = name, 2.1, True
     _Src.name = name
     cfg = live_config(_Src, tmp_path)
-    # Fast mode pushes the whole recording at once: the inlet and ring buffer must hold it
-    # until the engine has pulled and the worker has predicted every window.
-    cfg.stream.max_buflen_s = 300
-    cfg.buffer_s = 120.0
-    cfg.worker.queue_size = 64
+    # The shipped defaults (fast mode waits in the inlet buffer, back-pressure keeps every TR),
+    # and stale skipping on as in a real session: speed must change nothing.
+    defaults = LiveConfig()
+    cfg.stream.max_buflen_s, cfg.buffer_s = defaults.stream.max_buflen_s, defaults.buffer_s
+    cfg.worker.queue_size = defaults.worker.queue_size
+    cfg.worker.skip_stale = defaults.worker.skip_stale
     frames = []
     engine = LiveEngine(cfg, on_frame=frames.append, runner=runner)
     replay.start()
@@ -94,6 +97,7 @@ def test_replayed_predictions_equal_offline_evaluator(dataset, bundle, offline, 
         replay.stop()
     assert engine.inlet.lost_samples == 0 and engine.n_skipped == 0
     assert len(frames) == N_VOLUMES
+    assert all(f.flags == () for f in frames)
     live = np.array([f.values for f in frames])
     np.testing.assert_allclose(live, expected, atol=1e-4, rtol=0)
     # Frames are stamped with their volume's stream time and carry the measured BOLD.

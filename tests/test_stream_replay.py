@@ -336,6 +336,34 @@ def test_replay_rejects_bad_input(tmp_path, eeg_files):
         Replayer(tmp_path / "missing.edf")
     with pytest.raises(ValueError, match="speed"):
         Replayer(eeg_files["eegmat"], speed=0)
+    with pytest.raises(ValueError, match="loop"):  # would have to lose samples
+        Replayer(eeg_files["eegmat"], fast=True, loop=True)
+
+
+def test_replay_without_matching_markers_publishes_no_marker_stream(tmp_path, caplog):
+    """A file without the volume marker gets no <name>-markers stream (a consumer falls back to
+    its internal clock at once); a truncated file says how many markers it lost."""
+    from rtbold.atlas import load_atlas
+
+    vhdr, _, onsets = _write_bids(tmp_path, list(load_atlas(64).roi_names[:3]))
+    rep = Replayer(vhdr, marker="R999", measured=False)
+    assert rep.events == [] and "R999" in caplog.text and "R149" in caplog.text
+    rep._make_outlets()
+    try:
+        assert set(rep._outlets) == {"eeg"}
+    finally:
+        rep._outlets.clear()
+    vmrk = vhdr.with_suffix(".vmrk")
+    text = vmrk.read_text(encoding="utf-8")
+    last = text.strip().splitlines()[-1]  # Mk<n>=Response,R149,<sample>,1,0
+    key, _, rest = last.partition("=")
+    fields = rest.split(",")
+    fields[2] = str(10 ** 7)  # far beyond the end
+    vmrk.write_text(text + f"Mk{int(key[2:]) + 1}=" + ",".join(fields) + "\n", encoding="utf-8")
+    caplog.clear()
+    rep = Replayer(vhdr, measured=False)
+    assert len(rep.events) == len(onsets)
+    assert "outside data range" in caplog.text and "truncated" in caplog.text
 
 
 def test_replay_loop_continues_stream_time(tmp_path):
@@ -346,7 +374,8 @@ def test_replay_loop_continues_stream_time(tmp_path):
     expected, raw = _file_data_uv(vhdr)
     n = raw.n_times
     sid = _uid("replay-loop")
-    rep = Replayer(vhdr, source_id=sid, fast=True, loop=True, measured=False)
+    rep = Replayer(vhdr, source_id=sid, speed=50.0, loop=True, measured=False,
+                   preroll_s=0.01)  # pre-roll: waits for the consumer first
     rep.start()
     try:
         minlet = _inlet(f"{sid}-markers")

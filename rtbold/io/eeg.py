@@ -8,6 +8,7 @@ and types, sampling rate and annotations (volume markers and other events).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,11 +133,18 @@ def _read_mne(path: Path) -> EEGRecording:
     import mne
 
     try:
-        raw = mne.io.read_raw(path, preload=True, verbose="error")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = mne.io.read_raw(path, preload=True, verbose="warning")
     except Exception as err:  # mne raises many types for corrupt files
         raise ValueError(f"Could not read EEG file {path}: {type(err).__name__}: {err}. "
                          "Check that the file is complete and in a format MNE reads "
                          "(BrainVision, EDF/BDF, FIF, EEGLAB).") from err
+    for w in caught:  # a truncated file: mne drops the markers beyond its end, say so
+        if "outside data range" in str(w.message):
+            logger.warning("%s: %s; the file looks truncated (%.3f s of data) and those markers "
+                           "are lost.", path, str(w.message).strip().rstrip("."),
+                           raw.n_times / raw.info["sfreq"])
     types = raw.get_channel_types()
     data = raw._data  # preloaded float64 array: scale in place instead of copying 1+ GB
     data *= 1e6  # volts -> microvolts

@@ -216,6 +216,10 @@ class Replayer:
             raise ValueError(f"speed must be a positive number, got {speed!r}.")
         if not chunk_s > 0:
             raise ValueError(f"chunk_s must be positive, got {chunk_s!r}.")
+        if fast and loop:
+            raise ValueError("fast with loop would outrun any consumer (LSL has no "
+                             "back-pressure, so a looped fast replay must lose samples); use a "
+                             "speed instead (--speed 10 --loop).")
         self.path = Path(path)
         self.recording = read_recording(self.path, stream_name=stream_name)
         rec = self.recording
@@ -237,18 +241,32 @@ class Replayer:
         self._samples = np.ascontiguousarray(rec.data.T, dtype=np.float32)
 
         # Annotations to send: (sample index they fall on, onset in s from sample 0, text).
-        events = []
+        events, outside = [], []
         for ann in rec.annotations:
             if marker is not None and not marker_matches(ann.description, marker):
                 continue
             if not 0 <= ann.onset < self.n_times / self.sfreq:
-                logger.warning("%s: annotation %r at %.3f s lies outside the recording; not sent.",
-                               self.path, ann.description, ann.onset)
+                outside.append(float(ann.onset))
                 continue
             events.append((int(math.floor(ann.onset * self.sfreq + 1e-9)), float(ann.onset),
                            str(ann.description)))
         events.sort(key=lambda e: e[1])
         self.events = events
+        #: Onsets (s) of the markers that lie outside the recording (a truncated file).
+        self.markers_outside = outside
+        if outside:
+            logger.warning("%s: %d %s marker(s) lie outside the recording (0-%.3f s; the first at "
+                           "%.3f s): the file looks truncated, they are not sent.", self.path,
+                           len(outside), repr(marker) if marker else "", self.duration,
+                           min(outside))
+        if not events:
+            # No marker stream then: a consumer falls back to its internal clock at once instead
+            # of waiting on a stream that never ticks.
+            found = sorted({a.description for a in rec.annotations})[:5]
+            logger.warning("%s has no %s; no %s-markers stream is published. %s", self.path,
+                           f"{marker!r} markers" if marker else "annotations", self.name,
+                           f"Its annotations include {found}: choose one with --marker."
+                           if found else "")
 
         self.measured: MeasuredBold | None = None
         if measured is not False:
@@ -345,12 +363,13 @@ class Replayer:
             else 360
         self._outlets["eeg"] = pylsl.StreamOutlet(_eeg_info(pylsl, rec, self.name, self.source_id),
                                                   0, max_buffered)
-        minfo = pylsl.StreamInfo(f"{self.name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE,
-                                 "string", f"{self.source_id}-markers")
-        mch = minfo.desc().append_child("channels").append_child("channel")
-        mch.append_child_value("label", "Marker")
-        mch.append_child_value("type", "Markers")
-        self._outlets["markers"] = pylsl.StreamOutlet(minfo, 0, max_buffered)  # x100 samples
+        if self.events:
+            minfo = pylsl.StreamInfo(f"{self.name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE,
+                                     "string", f"{self.source_id}-markers")
+            mch = minfo.desc().append_child("channels").append_child("channel")
+            mch.append_child_value("label", "Marker")
+            mch.append_child_value("type", "Markers")
+            self._outlets["markers"] = pylsl.StreamOutlet(minfo, 0, max_buffered)  # x100
         if self.measured is not None:
             meas = self.measured
             rate = 1.0 / meas.tr if meas.tr else pylsl.IRREGULAR_RATE
@@ -391,7 +410,7 @@ class Replayer:
     def _push_all(self) -> None:
         pylsl = _lsl()
         eeg = self._outlets["eeg"]
-        markers = self._outlets["markers"]
+        markers = self._outlets.get("markers")
         measured = self._outlets.get("measured")
         waits = self.fast or self.preroll_s > 0
         if waits and not self._wait_consumers(eeg):
@@ -496,7 +515,7 @@ def _main(args: argparse.Namespace) -> int:
                         marker=None if args.all_annotations else args.marker,
                         chunk_s=args.chunk_ms / 1000.0,
                         measured=False if args.no_measured else None)
-    streams = [replayer.name, f"{replayer.name}-markers"]
+    streams = [replayer.name] + ([f"{replayer.name}-markers"] if replayer.events else [])
     if replayer.measured is not None:
         streams.append(f"{replayer.name}-measured-bold")
     print(f"Replaying {args.file} ({replayer.duration:.1f} s, {len(replayer.recording.ch_names)} "

@@ -185,6 +185,7 @@ class Acquisition(threading.Thread):
             chunk = self.eeg.pull()
             if chunk is None:
                 break
+            self._check_ahead()
             self._ingest(chunk)
             if self.clock.mode == "internal" and self._segment_start is not None:
                 first_full = self._segment_start + self.ring.window_samples / self.ring.sfreq
@@ -255,14 +256,17 @@ class Acquisition(threading.Thread):
             needed.append(self._last_marker_t + self.tr)
         return min(needed) if needed else None
 
+    def _check_ahead(self) -> None:
+        """Switch back-pressure on once the EEG runs ahead of real time (a replay)."""
+        if (not self.lossless and self.config.worker.backpressure == "auto"
+                and self.eeg.lead_s > _AHEAD_S):
+            self.lossless = True
+            self.sink.event("replay", None, f"EEG stream {self.eeg.name!r} runs "
+                            f"{self.eeg.lead_s:.1f} s ahead of real time (a replay): "
+                            "back-pressure on, no TR is dropped")
+
     def _may_pull(self) -> bool:
         if not self.lossless:
-            if (self.config.worker.backpressure == "auto"
-                    and self.eeg.lead_s > _AHEAD_S and self.eeg.n_samples):
-                self.lossless = True
-                self.sink.event("replay", None, f"EEG stream {self.eeg.name!r} runs "
-                                f"{self.eeg.lead_s:.1f} s ahead of real time (a replay): "
-                                "back-pressure on, no TR is dropped")
             return True
         latest = self.ring.latest_time()
         need = self._oldest_needed()
