@@ -107,3 +107,68 @@ def test_mne_lsl_player_annotations_give_ticks():
     assert [d for d, _ in got] == ["Response/R149", "Stimulus/S  1", "Response/R149"]
     assert len(ticks) == 2
     assert ticks[1].t - ticks[0].t == pytest.approx(1.0, abs=0.01)
+
+
+def test_unit_conventions():
+    from rtbold.stream.inlet import unit_scale
+
+    assert unit_scale(["microvolts"] * 3) == 1.0  # BrainVision Connector, OpenBCI, rtbold replay
+    assert unit_scale(["µV", "uV"]) == 1.0
+    assert unit_scale(["volts", "V"]) == 1e6
+    assert unit_scale(["0", "0"]) == 1e6  # mne-lsl: 10^0 V
+    assert unit_scale(["-6"]) == 1.0 and unit_scale(["-3"]) == 1e3
+    assert unit_scale([""] * 2) == 1.0  # no unit: microvolts, checked by the amplitude test
+    assert unit_scale(["0", "n/a"], ch_types=["eeg", "misc"]) == 1e6
+    with pytest.raises(ValueError, match="mixed units"):
+        unit_scale(["microvolts", "volts"])
+    assert unit_scale(["volts"], "uV") == 1.0
+    with pytest.raises(ValueError, match="live.stream.units"):
+        unit_scale(["volts"], "furlongs")
+
+
+def test_setup_errors_come_before_the_model_and_name_the_key(tmp_path):
+    """An existing session folder or a missing bundle fail at once, naming key and flag."""
+    import argparse
+
+    from rtbold.stream.run import build_config
+
+    session = tmp_path / "s"
+    session.mkdir()
+    (session / "session.json").write_text("{}")
+    args = argparse.Namespace(config=ROOT / "configs" / "live.toml", bundle=None, stream=None,
+                              source_id=None, session_dir=session, device=None, tr=None,
+                              marker=None)
+    with pytest.raises(ConfigError, match="--session-dir"):
+        build_config(args)
+    args.session_dir, args.bundle = None, tmp_path / "missing.safetensors"
+    with pytest.raises(ConfigError, match="live.bundle.*--bundle"):
+        build_config(args)
+    args.bundle = None
+    cfg = build_config(args)  # as shipped: the demo model, only the stream name to fill in
+    assert cfg.stream.name == "EEG" and str(cfg.bundle) == "demo"
+    text = (ROOT / "configs" / "live.toml").read_text()
+    assert "FILL IN" in text
+
+
+def test_skip_count_survives_ten_thousand_skips():
+    from rtbold.stream.sink import FrameSink, Skip
+
+    sink = FrameSink()
+    for i in range(10_050):
+        sink.skip(Skip(i, float(i), "not_covered"))
+    assert sink.n_skipped == 10_050
+
+
+def test_feedback_target_on_a_subset_of_regions():
+    from rtbold.atlas import load_atlas
+    from rtbold.stream.outlets import FeedbackTarget
+
+    atlas = load_atlas(64)
+    names = [atlas.roi_names[i] for i in (30, 3, 0, 12, 6, 50, 9, 22, 40, 61)]  # any order
+    target = FeedbackTarget.parse("network:Default", names)
+    default = [i for i, n in enumerate(names) if atlas.networks[atlas.index(n)] == "Default"]
+    assert default and np.flatnonzero(target.weights).tolist() == default
+    diff = FeedbackTarget.parse(f"diff:region:{names[1]} - network:Default", names)
+    assert diff.weights[1] != 0
+    with pytest.raises(ValueError, match="region names"):
+        FeedbackTarget.parse("network:Default", 10)

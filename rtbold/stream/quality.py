@@ -130,16 +130,16 @@ class ChannelQuality:
         return out
 
     def _check(self) -> list[tuple[str, float, float, tuple]]:
-        b = self._buf
-        finite = np.isfinite(b).all(axis=0)
-        hi, lo = np.nanmax(b, axis=0), np.nanmin(b, axis=0)
+        finite = np.isfinite(self._buf).all(axis=0)  # NaN seconds are the NaN check's job
+        b = np.where(finite, self._buf, 0.0)
+        hi, lo = b.max(axis=0), b.min(axis=0)
         ptp = hi - lo
         flat = finite & (ptp < self.flat_uv)
         at_edge = (b == hi).sum(axis=0) + (b == lo).sum(axis=0)
         clipped = finite & ~flat & (at_edge >= self.clip_samples)
         bad = {"flat": flat, "clipped": clipped}
         if self.saturation_uv:
-            bad["saturated"] = np.nanmax(np.abs(b), axis=0) >= self.saturation_uv
+            bad["saturated"] = finite & (np.abs(b).max(axis=0) >= self.saturation_uv)
         t0, t1 = float(self._times[0]), float(self._times[-1])
         out = []
         for flag in self.FLAGS:

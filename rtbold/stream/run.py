@@ -96,7 +96,17 @@ def run_cli(args: argparse.Namespace) -> int:
     def on_error(err):
         print(f"rtbold run: {err}", file=sys.stderr, flush=True)
 
-    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error)
+    said = {"waiting": ""}
+
+    def on_status(status):
+        # Never silent: when no TR comes, say why (once per reason).
+        why = status.waiting_for.partition(": ")[2]  # without "no TR for N s"
+        if why != said["waiting"]:
+            said["waiting"] = why
+            if why:
+                print(f"rtbold run: {status.waiting_for}", flush=True)
+
+    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error, on_status=on_status)
     holder["engine"] = engine
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
