@@ -1,12 +1,15 @@
-"""Soak: an hour of stream time replayed fast through the live engine.
+"""Soak: an hour of stream time replayed fast through the live engine, with source restarts.
 
 26-channel 250 Hz synthetic EEG with a volume marker every 2.1 s, replayed ``--speed`` times faster
 than real time over LSL (loopback) into a :class:`rtbold.stream.engine.LiveEngine` (tiny UnEBOLT on
-the CPU, everything recorded). Reports lost samples, skipped TRs, resident memory over time
-(growth after the first minute of wall time) and latency drift (tick -> published p50 in the first
-and last tenth of the session).
+the CPU, everything recorded, default settings). The EEG outlet is destroyed and recreated twice
+(at a third and two thirds of the session, 3 s of stream lost each time) and the marker outlet once
+(at half). Reports lost samples outside those gaps, how soon frames resumed after each restart,
+skipped TRs, resident memory over time (growth after the first fifth of the run) and latency drift
+(tick -> published p50 in the first and last tenth of the session).
 
-Usage: ``python benchmarks/bench_soak.py [--quick] [--minutes N] [--speed X] [--size tiny]``
+Usage: ``python benchmarks/bench_soak.py [--quick] [--minutes N] [--speed X] [--size tiny]
+[--no-restarts]``
 """
 
 from __future__ import annotations
@@ -30,21 +33,30 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="stream minutes (default 60)")
     p.add_argument("--speed", type=float, default=30.0)
     p.add_argument("--size", default="tiny")
+    p.add_argument("--no-restarts", action="store_true", help="no outlet restarts")
     args = p.parse_args(argv)
     minutes = args.minutes or (10.0 if args.quick else 60.0)
     tr = 2.1
     ch = montage_channels()
-    src = SyntheticSource(ch, 250.0, minutes * 60.0, tr=tr, speed=args.speed, chunk_s=0.1,
-                          block_s=120.0)
+    dur = minutes * 60.0
+    gap_s = 3.0
+    restarts = [] if args.no_restarts else [(dur / 3, gap_s, 1.5), (2 * dur / 3, gap_s, 1.5)]
+    marker_restarts = [] if args.no_restarts else [(dur / 2, 2.0)]
+    src = SyntheticSource(ch, 250.0, dur, tr=tr, speed=args.speed, chunk_s=0.1, block_s=120.0,
+                          restart=restarts, marker_restarts=marker_restarts)
     tmp = Path(tempfile.mkdtemp(prefix="rtbold-soak-"))
     cfg = live_config(src, tmp)
     cfg.worker.skip_stale = True  # as in a real session
     cfg.output.bold_outlet = cfg.output.feedback_outlet = True
     frames = []
+    arrivals = []
     from rtbold.stream.engine import LiveEngine
 
-    engine = LiveEngine(cfg, on_frame=lambda f: frames.append((f.t, f.latency["published"])),
-                        runner=make_runner(ch, args.size, tr=tr))
+    def on_frame(f):
+        frames.append((f.t, f.latency["published"]))
+        arrivals.append(time.monotonic())
+
+    engine = LiveEngine(cfg, on_frame=on_frame, runner=make_runner(ch, args.size, tr=tr))
     rss: list[tuple[float, float]] = []
     stop = threading.Event()
 
@@ -75,9 +87,18 @@ def main(argv=None) -> int:
     after1 = [m for t, m in rss if t >= 0.2 * wall] or [m for _, m in rss] or [float("nan")]
     print(f"soak: {minutes:.0f} min of stream time at {args.speed:g}x ({wall:.0f} s wall), "
           f"UnEBOLT-{args.size} on CPU, 26 ch @ 250 Hz, TR {tr} s")
-    print(f"  frames {len(frames)} of {len(src.onsets)} markers, skipped {engine.n_skipped} "
+    in_gaps = int(sum(round(g * src.sfreq) for _, g, _ in restarts))
+    print(f"  frames {len(frames)} of {src.n_markers_sent} markers sent ({len(src.onsets)} due; "
+          "none is sent while the marker outlet is down or the EEG source is), skipped "
+          f"{engine.n_skipped} "
           f"(reasons: {sorted({s.reason for s in engine.skips})}), lost samples "
-          f"{engine.inlet.lost_samples}, received {engine.inlet.n_samples} of {src.n_sent}")
+          f"{engine.inlet.lost_samples} ({in_gaps} in the {len(restarts)} restart gaps, "
+          f"{engine.inlet.lost_samples - in_gaps} outside), received {engine.inlet.n_samples} "
+          f"of {src.n_sent} sent")
+    for what, back in src.back_walls:
+        after = [w for w in arrivals if w > back]
+        resumed = f"{after[0] - back:.2f} s" if after else "never"
+        print(f"  {what} outlet restarted: frames resumed {resumed} after it was back")
     end_mb = rss[-1][1] if rss else float("nan")
     max_mb = max((m for _, m in rss), default=float("nan"))
     print(f"  RSS after start {rss0:.0f} MiB, after a fifth of the run {after1[0]:.0f} MiB, end "

@@ -80,13 +80,16 @@ class SyntheticSource:
     restart : tuple (at_s, gap_s, pause_wall_s) | None
         At stream second ``at_s`` destroy the EEG outlet, wait ``pause_wall_s`` of wall time,
         recreate it (same source id) and continue ``gap_s`` stream seconds later.
+    marker_restarts : sequence of (at_s, pause_wall_s)
+        At stream second ``at_s`` destroy the marker outlet and recreate it ``pause_wall_s``
+        later (wall time) while the EEG goes on; markers due meanwhile are not sent.
     """
 
     def __init__(self, ch_names, sfreq: float, duration_s: float, *, name: str | None = None,
                  source_id: str | None = None, tr: float = 1.0, first_marker_s: float = 1.0,
                  markers: bool = True, marker: str = "R149", speed: float = 1.0,
                  chunk_s: float = 0.02, seed: int = 0, skip_chunks=(), nan_chunks=(),
-                 restart=None, ch_types=None, data: np.ndarray | None = None,
+                 restart=None, marker_restarts=(), ch_types=None, data: np.ndarray | None = None,
                  wait_consumers_s: float = 20.0, measured_rois: int = 0,
                  block_s: float | None = None) -> None:
         self.ch_names = list(ch_names)
@@ -103,7 +106,11 @@ class SyntheticSource:
         self.skip_chunks, self.nan_chunks = set(skip_chunks), set(nan_chunks)
         for c in self.nan_chunks:
             self.data[0, c * self.chunk:(c + 1) * self.chunk] = np.nan
-        self.restart = restart
+        self.restart = sorted(restart) if restart and isinstance(restart[0], tuple) else (
+            [restart] if restart else [])
+        self.marker_restarts = sorted(marker_restarts)
+        #: Wall times (time.monotonic) at which restarted outlets existed again.
+        self.back_walls: list[tuple[str, float]] = []
         self.ch_types = ch_types
         self.onsets = np.arange(first_marker_s, duration_s - 1e-9, tr)
         self.wait_consumers_s = wait_consumers_s
@@ -111,9 +118,9 @@ class SyntheticSource:
         self.eeg = pylsl.StreamOutlet(self._info, 0, 3600)
         self.markers = None
         if markers:
-            minfo = pylsl.StreamInfo(f"{self.name}-markers", "Markers", 1, 0, "string",
-                                     f"{self.source_id}-markers")
-            self.markers = pylsl.StreamOutlet(minfo, 0, 36000)
+            self._minfo = pylsl.StreamInfo(f"{self.name}-markers", "Markers", 1, 0, "string",
+                                           f"{self.source_id}-markers")
+            self.markers = pylsl.StreamOutlet(self._minfo, 0, 36000)
         self.measured = None
         if measured_rois:
             binfo = pylsl.StreamInfo(f"{self.name}-measured-bold", "fMRI", measured_rois, 1 / tr,
@@ -123,6 +130,7 @@ class SyntheticSource:
                 size=(len(self.onsets), measured_rois)).astype(np.float32)
         self.t0: float | None = None
         self.n_sent = 0
+        self.n_markers_sent = 0
         self.done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="synthetic-eeg")
@@ -174,21 +182,31 @@ class SyntheticSource:
         time.sleep(0.05)
         self.t0 = t0 = pylsl.local_clock()
         ev = np.floor(self.onsets * self.sfreq + 1e-9).astype(int)
-        restart_k = None if self.restart is None else int(self.restart[0] * self.sfreq)
+        restarts = list(self.restart)
+        marker_restarts = list(self.marker_restarts)
+        markers_back_at = None  # wall time when the marker outlet is recreated
         k = 0
         c = 0
         while k < self.n_times and not self._stop.is_set():
-            if restart_k is not None and k >= restart_k:
-                at_s, gap_s, pause = self.restart
-                restart_k = None
+            if restarts and k >= int(restarts[0][0] * self.sfreq):
+                at_s, gap_s, pause = restarts.pop(0)
                 self.eeg = None  # destroys the outlet: consumers lose the stream
                 time.sleep(pause)
                 self.eeg = pylsl.StreamOutlet(self._info, 0, 3600)
+                self.back_walls.append(("eeg", time.monotonic()))
                 # liblsl needs a moment to recover the inlet; wait so the loss is exactly gap_s.
                 self.eeg.wait_for_consumers(self.wait_consumers_s)
                 k += int(round(gap_s * self.sfreq))
                 # Markers stay aligned on stream time, so emit those falling in the gap too.
                 continue
+            if marker_restarts and k >= int(marker_restarts[0][0] * self.sfreq):
+                _, pause = marker_restarts.pop(0)
+                self.markers = None
+                markers_back_at = time.monotonic() + pause
+            if markers_back_at is not None and time.monotonic() >= markers_back_at:
+                self.markers = pylsl.StreamOutlet(self._minfo, 0, 36000)
+                self.back_walls.append(("markers", time.monotonic()))
+                markers_back_at = None
             stop = min(k + self.chunk, self.n_times)
             due = t0 + (stop - 1) / (self.sfreq * self.speed)
             delay = due - pylsl.local_clock()
@@ -205,6 +223,7 @@ class SyntheticSource:
                 lo, hi = np.searchsorted(ev, [k, stop], side="left")
                 for i in range(lo, hi):
                     self.markers.push_sample([self.marker], t0 + float(self.onsets[i]))
+                    self.n_markers_sent += 1
                     if self.measured is not None:
                         self.measured.push_sample(self.measured_values[i],
                                                   t0 + float(self.onsets[i]))

@@ -8,7 +8,7 @@ after their source restarts), and
 * a lost source (liblsl raises :class:`pylsl.util.LostError`, turned into :class:`StreamLost`
   here) or, for a regular-rate stream, silence longer than ``reconnect_s`` closes the inlet and
   starts a background thread that re-resolves the stream by its name, type and source id, with
-  backoff (0.1 s doubling to 2 s between attempts), and checks that what comes back is the same
+  backoff (0.1 s doubling to 1 s between attempts), and checks that what comes back is the same
   kind of stream (channel count, rate, format, labels);
 * a stream that is not there at start (``info=None``) is looked for the same way until it
   appears (a trigger box that comes up late);
@@ -59,7 +59,7 @@ _UNIT_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts"
 _POWER_RE = re.compile(r"^[+-]?\d{1,2}$")  # mne-lsl: unit_mul as a power of ten of the SI unit
 
 #: Seconds between re-resolution attempts: doubling from the first to the last.
-BACKOFF_S = (0.1, 0.2, 0.4, 0.8, 1.6, 2.0)
+BACKOFF_S = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
 class StreamNotFoundError(RuntimeError):
