@@ -1,21 +1,24 @@
-"""Accuracy benchmark: UnEBOLT vs NeuroBOLT-64 vs ridge vs mean, beside the simulator ceiling.
+"""Accuracy benchmark on held-out subjects: every model trained on the same data, several seeds.
 
-Simulates a cross-subject dataset (or uses ``--data``), trains UnEBOLT and a 64-region NeuroBOLT
-with the same recipe and split, fits the ridge band-power and mean baselines on the same training
-scans, evaluates everything on the same held-out subjects and prints one markdown table (mean (std)
-over test scans), also written to ``OUT/results.md`` with ``OUT/comparison.png`` and
-``OUT/results.json``.
+Each training config (``configs/bench/*.toml``) is trained once per seed (``[train] seed``; the
+subject split stays fixed), or its existing bundle is reused; every bundle is then evaluated on a
+held-out dataset whose real fMRI scans and simulated subject parameters no training or model
+selection saw (``rtbold evaluate``, every window). The table gives, per model, the mean over seeds
+of the per-scan means, with the standard deviation over seeds in brackets, beside the simulator's
+ceiling; per-seed tables, ``results.json`` and ``results.md`` go to ``OUT``.
 
-Examples::
+The benchmark data (README "Benchmarks")::
 
-    python benchmarks/bench_accuracy.py --quick --out runs/bench_quick          # smoke run, minutes
-    python benchmarks/bench_accuracy.py --n-subjects 10 --n-volumes 575 \\
-        --unebolt-size base --neurobolt-size base --epochs 20 --device cuda --out runs/bench
-    python benchmarks/bench_accuracy.py --data /path/to/bids --out runs/bench_real
+    rtbold simulate runs/sim_train --subjects 34 --bold-scans 0-16 --seed 0
+    rtbold simulate runs/sim_heldout --subjects 6 --subject-offset 200 --bold-scans 17-22 --seed 0
 
-The simulator knobs used are saved with the results (``derivatives/rtbold-sim/knobs.json`` of the
-simulated dataset) so the numbers can be reproduced. Nothing here tunes the simulator toward any
-model: every model is reported as it lands.
+Example::
+
+    python benchmarks/bench_accuracy.py --configs configs/bench/ridge.toml \\
+        configs/bench/unebolt_bp_tiny.toml configs/bench/unebolt_tiny.toml \\
+        --seeds 0 1 2 --heldout runs/sim_heldout --out runs/bench
+
+Nothing here tunes the simulator toward a model: every model is reported as it lands.
 """
 
 from __future__ import annotations
@@ -23,135 +26,119 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 logger = logging.getLogger("bench_accuracy")
+
+#: Metrics of the table, in order.
+METRICS = ("tcorr", "pixcorr", "res_tcorr", "res_pixcorr", "global_share", "mean_fc", "connmse",
+           "f1_25", "f1_50")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/bench_accuracy", help="output folder")
-    p.add_argument("--data", default=None, help="existing dataset root (skip simulation)")
-    p.add_argument("--n-subjects", type=int, default=10)
-    p.add_argument("--scans-per-subject", type=int, default=1)
-    p.add_argument("--n-volumes", type=int, default=300)
-    p.add_argument("--sim-seed", type=int, default=0)
-    p.add_argument("--unebolt-size", default="small", choices=("base", "small", "tiny"))
-    p.add_argument("--neurobolt-size", default="small", choices=("base", "small", "tiny"))
-    p.add_argument("--models", default="unebolt,neurobolt",
-                   help="comma-separated subset of unebolt,neurobolt")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-windows-per-scan", type=int, default=None)
-    p.add_argument("--labram-weights", default=None)
+    p.add_argument("--configs", nargs="+", required=True, help="training TOMLs, one per model")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="training seeds (ridge is deterministic and trained once)")
+    p.add_argument("--heldout", required=True, help="held-out dataset root (never trained on)")
+    p.add_argument("--out", default="runs/bench", help="output folder")
+    p.add_argument("--epochs", type=int, default=None, help="override [train] epochs")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 5 tiny subjects x 60 volumes, tiny models, 1 epoch")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n_subjects, args.n_volumes, args.epochs = 5, 60, 1
-        args.unebolt_size = args.neurobolt_size = "tiny"
-        args.batch_size, args.max_windows_per_scan = 32, 32
-    return args
+    p.add_argument("--retrain", action="store_true", help="train again even if a bundle exists")
+    return p.parse_args(argv)
 
 
-def simulate(out: Path, args) -> Path:
-    from rtbold.simulator import SimulatorConfig, simulate_dataset
+def train_one(cfg_path: Path, seed: int, out: Path, args) -> tuple[Path, float]:
+    """Bundle of ``cfg_path`` at ``seed`` under ``out`` (trained unless it exists)."""
+    from rtbold.training import load_train_config, train
 
-    root = out / "sim"
-    if (root / "derivatives" / "rtbold-sim" / "ceiling.tsv").is_file():
-        logger.info("Reusing simulated dataset %s", root)
-        return root
-    cfg = SimulatorConfig(n_subjects=args.n_subjects, scans_per_subject=args.scans_per_subject,
-                          n_volumes=args.n_volumes, seed=args.sim_seed)
-    summary = simulate_dataset(root, cfg, overwrite=True, progress=False)
-    logger.info("%s", summary.format())
-    return root
-
-
-def train_one(name: str, size: str, root: Path, out: Path, args) -> Path:
-    from rtbold.config import from_dict
-    from rtbold.training import TrainConfig, train, validate_config
-
-    raw = {
-        "data": {"root": str(root), "highpass": 0.5},
-        "model": {"name": name, "size": size},
-        "train": {"protocol": "cross_subject", "epochs": args.epochs,
-                  "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
-                  "bf16": args.bf16, "warmup_epochs": min(5.0, max(args.epochs / 4, 0.0)),
-                  "loss": "unebolt" if name == "unebolt" else "mse", "progress": False},
-        "output": {"dir": str(out / name)},
-    }
-    if args.max_windows_per_scan:
-        raw["train"]["max_windows_per_scan"] = args.max_windows_per_scan
-    if args.labram_weights:
-        raw["train"]["labram_weights"] = args.labram_weights
-    cfg = validate_config(from_dict(TrainConfig, raw, "bench"), "bench")
+    bundle = out / "bundle.safetensors"
+    timing = out / "bench_seconds.json"
+    if bundle.is_file() and not args.retrain:
+        logger.info("reusing %s", bundle)
+        secs = json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
+        return bundle, secs
+    overrides = {"train": {"seed": seed, "device": args.device},
+                 "output": {"dir": str(out.resolve())}}  # relative dirs follow the config file
+    if args.epochs is not None:
+        overrides["train"]["epochs"] = args.epochs
+    cfg = load_train_config(cfg_path, overrides)
     t0 = time.perf_counter()
     res = train(cfg)
-    logger.info("%s (%s) trained in %.0f s, best epoch %d", name, size,
-                time.perf_counter() - t0, res.best_epoch)
-    return res.bundle
+    secs = time.perf_counter() - t0
+    timing.write_text(json.dumps({"seconds": secs}))
+    return res.bundle, secs
 
 
 def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("LSLAPICFG", str(Path(__file__).resolve().parents[1] / "configs" /
+                                           "lsl-local.cfg"))
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from rtbold.evaluate import evaluate_bundle
-    from rtbold.metrics import METRIC_NAMES
-    from rtbold.report import markdown_table, plot_comparison
+    from rtbold.evaluate import evaluate_bundles
+    from rtbold.models import read_bundle_meta
 
-    out = Path(args.out).resolve()
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(args.data).resolve() if args.data else simulate(out, args)
-    labels = {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT"}
-    sizes = {"unebolt": args.unebolt_size, "neurobolt": args.neurobolt_size}
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    results: dict = {}
-    baselines: dict = {}
+    runs: dict[str, list[tuple[int, Path, float]]] = {}
+    for cfg in map(Path, args.configs):
+        from rtbold.training import load_train_config
+
+        deterministic = load_train_config(cfg).model.name.startswith("ridge")
+        for seed in (args.seeds[:1] if deterministic else args.seeds):
+            bundle, secs = train_one(cfg, seed, out / cfg.stem / f"seed{seed}", args)
+            runs.setdefault(cfg.stem, []).append((seed, bundle, secs))
+
+    per_seed: dict[str, list[dict]] = {name: [] for name in runs}
     ceiling = None
-    timings = {}
-    for i, name in enumerate(models):
-        t0 = time.perf_counter()
-        bundle = train_one(name, sizes[name], root, out, args)
-        timings[name] = round(time.perf_counter() - t0, 1)
-        label = f"{labels[name]} ({sizes[name]})"
-        res = evaluate_bundle(bundle, root, out=out / f"eval_{name}", baselines=(i == 0),
-                              device=args.device, max_windows_per_scan=args.max_windows_per_scan,
-                              label=label)
-        results[label] = res["aggregate"]
-        if i == 0:
-            baselines = {f"{k}": v for k, v in (res.get("comparison") or {}).items()}
-            ceiling = res.get("ceiling")
-            test_scans = [s["name"] for s in res["scans"]]
-    results.update({"ridge (band power)": baselines.get("ridge"),
-                    "mean": baselines.get("mean")})
-    results = {k: v for k, v in results.items() if v}
-    table = markdown_table(results, ceiling, METRIC_NAMES)
-    plot_comparison(results, out / "comparison.png", ceiling=ceiling,
-                    title=f"Cross-subject accuracy, mean ± std over {len(test_scans)} held-out "
-                          "scans")
-    header = (f"# rtbold accuracy benchmark\n\n"
-              f"data: `{root}`{' (simulated, knobs in derivatives/rtbold-sim/knobs.json)' if not args.data else ''}\n"
-              f"protocol: cross-subject, test scans: {', '.join(test_scans)}\n"
-              f"epochs {args.epochs}, batch {args.batch_size}, max windows/scan "
-              f"{args.max_windows_per_scan or 'all'}, device {args.device}, "
-              f"train+eval seconds {timings}\n\n"
-              "Values are mean (std) over test scans. The ceiling is the simulator's upper bound "
-              "(corr of the BOLD with HRF * the EEG-visible drive); Tcorr ceiling is per-region "
-              "mean, FC ceilings use the explainable BOLD as a prediction. The mean predictor is "
-              "constant in time, so its correlations are undefined (n/a).\n\n")
-    (out / "results.md").write_text(header + table + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(
-        {"results": results, "ceiling": ceiling, "args": vars(args), "timings_s": timings,
-         "test_scans": test_scans}, indent=1, default=str), encoding="utf-8")
-    print(table)
-    print(f"\nwritten: {out / 'results.md'}")
+    for k, seed in enumerate(args.seeds):
+        bundles = {name: r[min(k, len(r) - 1)][1] for name, r in runs.items()}
+        res = evaluate_bundles(list(bundles.values()), args.heldout, out=out / f"eval_seed{seed}",
+                               device=args.device, labels=list(bundles))
+        ceiling = res["ceiling"]
+        print(f"\n## seed {seed}: {len(res['scans'])} held-out scans\n\n{res['table']}", flush=True)
+        for name in runs:
+            if len(runs[name]) > k or k == 0:
+                per_seed[name].append({m: (res["models"][name].get(m) or {}).get("mean")
+                                       for m in METRICS})
+
+    rows = []
+    summary = {}
+    for name, vals in per_seed.items():
+        seconds = [s for _, _, s in runs[name]]
+        meta = read_bundle_meta(runs[name][0][1])
+        entry = {"n_seeds": len(vals), "train_seconds": float(np.nanmean(seconds)),
+                 "model": meta.model_name, "size": meta.model_size,
+                 "variant": meta.extra.get("model_variant")}
+        cells = []
+        for m in METRICS:
+            v = np.array([x[m] for x in vals if x[m] is not None], dtype=float)
+            entry[m] = {"mean": float(v.mean()) if v.size else None,
+                        "std": float(v.std()) if v.size > 1 else None}
+            cells.append("n/a" if not v.size else
+                         f"{v.mean():.3f}" + (f" ({v.std():.3f})" if v.size > 1 else ""))
+        summary[name] = entry
+        rows.append(f"| {name} | {len(vals)} | {entry['train_seconds'] / 60:.0f} min | "
+                    + " | ".join(cells) + " |")
+    head = ("| model | seeds | training | " + " | ".join(METRICS) + " |\n"
+            + "|" + " --- |" * (len(METRICS) + 3))
+    if ceiling:
+        rows.append("| ceiling (simulator) | | | " + " | ".join(
+            f"{ceiling[m]:.3f}" if ceiling.get(m) is not None else "n/a" for m in METRICS) + " |")
+    table = head + "\n" + "\n".join(rows)
+    text = (f"# Held-out accuracy ({args.heldout}), mean (std over seeds) of per-scan means\n\n"
+            f"{table}\n")
+    (out / "results.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps({"models": summary, "ceiling": ceiling,
+                                                  "seeds": args.seeds, "heldout": args.heldout},
+                                                 indent=1))
+    print("\n" + text, flush=True)
     return 0
 
 

@@ -4,7 +4,7 @@ This package depends only on numpy, torch and safetensors (no rtbold streaming o
 """
 
 from .bandpower import (BandPowerBranch, BandPowerConfig, BandPowerFeatures, RidgeBOLT,
-                        RidgeConfig)
+                        RidgeConfig, SessionNormaliser, causal_feature_stats, session_features)
 from .baselines import MeanPredictor, RidgeBandPower, band_power_features
 from .bundle import BundleMeta, describe_bundle, load_bundle, read_bundle_meta, save_bundle
 from .device import select_device
@@ -19,6 +19,7 @@ from .unebolt import UnEBOLT, UnEBOLTConfig
 
 __all__ = [
     "BandPowerBranch", "BandPowerConfig", "BandPowerFeatures", "RidgeBOLT", "RidgeConfig",
+    "SessionNormaliser", "causal_feature_stats", "session_features",
     "BundleMeta", "LABRAM_CHANNELS", "LaBraMConfig", "LaBraMEncoder", "MeanPredictor", "NeuroBOLT",
     "NeuroBOLTConfig", "RidgeBandPower", "SpectralConfig", "SpectralEncoder", "UnEBOLT",
     "UnEBOLTConfig", "band_power_features", "build_config", "config_to_dict", "create_model",

@@ -132,17 +132,20 @@ class UnEBOLT(EEGToBOLT):
                                              hidden=cfg.bandpower_hidden,
                                              dropout=cfg.bandpower_dropout)
 
-    def forward(self, x: torch.Tensor, ch_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ch_index: torch.Tensor | None = None,
+                feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Predict BOLD for every region: (B, C, n_samples) -> (B, n_rois).
 
-        ``ch_index`` selects a channel subset as in :meth:`NeuroBOLT.forward`.
+        ``ch_index`` selects a channel subset as in :meth:`NeuroBOLT.forward`; ``feature_stats``
+        are the session statistics of the band-power branch (see
+        :func:`rtbold.models.bandpower.session_features`).
         """
         y = self._heads(x, ch_index)
         if self.bandpower is not None:
             if ch_index is not None:
                 raise ValueError("the band-power branch needs every model channel (its readout "
                                  "is per channel); ch_index subsets are not supported")
-            y = y + self.bandpower(x)
+            y = y + self.bandpower(x, feature_stats)
         return y
 
     def _heads(self, x: torch.Tensor, ch_index: torch.Tensor | None) -> torch.Tensor:

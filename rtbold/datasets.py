@@ -315,15 +315,17 @@ def cross_subject_split(subjects: list[str], ratios: tuple[int, int, int] = (3, 
                         seed: int = 0) -> dict[str, list[str]]:
     """Split subjects (not scans) into train/val/test about ``ratios`` apart, reproducibly.
 
-    Every subject lands in exactly one set, so no subject's scans leak across sets.
+    Every subject lands in exactly one set, so no subject's scans leak across sets. A part with
+    ratio 0 stays empty (e.g. ``(4, 1, 0)`` when the test subjects are a separate dataset); any
+    other part gets at least one subject.
     """
     unique = sorted(set(subjects))
     if len(unique) < 3:
         raise ValueError(f"A cross-subject split needs at least 3 subjects, got {len(unique)}.")
     order = np.random.default_rng(seed).permutation(len(unique))
     total = sum(ratios)
-    n_test = max(1, round(len(unique) * ratios[2] / total))
-    n_val = max(1, round(len(unique) * ratios[1] / total))
+    n_test = max(1, round(len(unique) * ratios[2] / total)) if ratios[2] > 0 else 0
+    n_val = max(1, round(len(unique) * ratios[1] / total)) if ratios[1] > 0 else 0
     shuffled = [unique[i] for i in order]
     return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
             "train": sorted(shuffled[n_test + n_val:])}

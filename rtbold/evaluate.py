@@ -1,15 +1,17 @@
-"""``rtbold evaluate BUNDLE DATA`` and ``rtbold info BUNDLE``.
+"""``rtbold evaluate BUNDLE [BUNDLE ...] DATA`` and ``rtbold info BUNDLE``.
 
-Evaluation runs a bundle on a dataset's test scans (or all scans), computes every metric of
-MODEL.md 6.2 per scan, optionally fits the ridge band-power and mean baselines on the training
-scans, adds the simulator's ceiling when the data root is simulator output
-(``derivatives/rtbold-sim``), and writes ``metrics.json`` plus the figures of
-:func:`rtbold.report.write_report`.
+Evaluation runs bundles on the same windows of a dataset, computes every metric of MODEL.md 6.2 and
+6.2b per scan (Tcorr beside the residual Tcorr/Pixcorr, global share and mean FC that a
+global-only prediction cannot win), adds the simulator's ceiling when the data root is simulator
+output (``derivatives/rtbold-sim``), and writes one report per bundle (``metrics.json`` and the
+figures of :func:`rtbold.report.write_report`) and one comparison table.
 
-Which scans are "test": when the dataset holds the scans the bundle was trained on (same scan ids),
-the bundle's stored split is reused, so test scans are never ones it trained on. On another dataset
-the bundle's protocol and split seed are applied afresh; the model has seen none of it, but the
-baselines are fitted on that split's training part, so both are compared on the same test scans.
+Which windows are scored (:func:`evaluation_items`): on a dataset the bundles were not trained on,
+every window; on a bundle's own training dataset, the test part of its stored split. No bundle is
+ever scored on a scan it was trained or selected on, and baselines are never fitted on the scored
+data: ``--baselines`` fits ridge and the mean on the first bundle's own training scans. The fair
+way to compare with ridge is a ridge bundle trained on the same data (``[model] name = "ridge"``),
+passed as another bundle.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Windows used to fit a baseline at most (evenly subsampled; 2000 windows x 26 x 3200 float32
-#: is 0.67 GB). Ridge on band power saturates well before this.
-MAX_BASELINE_WINDOWS = 2000
 CEILING_FILE = "ceiling.tsv"
 
 
@@ -144,38 +143,40 @@ def explainable_predictions(root: str | Path, scans: list, items) -> dict[int, n
     return out if len(out) == len(vols) else None
 
 
-def _subsample(items: list, n_max: int) -> list:
-    if len(items) <= n_max:
-        return items
-    idx = np.linspace(0, len(items) - 1, n_max).round().astype(int)
-    return [items[i] for i in idx]
-
-
-def _windows(scans: list, items: list) -> tuple[np.ndarray, np.ndarray]:
-    X = np.stack([scans[s].window(k) for s, k in items]).astype(np.float32)
-    Y = np.stack([scans[s].targets[k] for s, k in items]).astype(np.float32)
-    return X, Y
-
-
-def fit_baselines(scans: list, train_items: list, *, max_windows: int = MAX_BASELINE_WINDOWS
+def fit_baselines(scans: list, train_items: list, ch_names: Sequence[str], *,
+                  max_windows: int | None = None, session_prior_windows: float | None = None
                   ) -> dict:
-    """Fit the ridge band-power and mean baselines on (a subsample of) the training windows.
+    """Ridge band-power and per-region-mean baselines fitted on ``train_items`` only.
 
-    Windows are taken in time order per scan (the ridge's blocked CV relies on it).
+    The ridge is the trainer's fit (:mod:`rtbold.training.ridge`, CV folds by scan), on
+    session-normalised features when ``session_prior_windows`` is given (the input normalisation
+    of a ``unebolt_bp`` bundle). Both are returned as models with the bundle interface, keyed
+    ``"ridge baseline"`` and ``"mean baseline"`` (a ridge module with zero weights whose bias is
+    each region's training mean).
     """
-    from rtbold.models import MeanPredictor, RidgeBandPower
+    import torch
 
-    items = _subsample(sorted(train_items), max_windows)
-    X, Y = _windows(scans, items)
-    return {"ridge": RidgeBandPower().fit(X, Y), "mean": MeanPredictor().fit(X, Y)}
+    from rtbold.models import create_model
 
+    from .training import fit_ridge
+    from .training.ridge import fit_session_ridge
 
-def predict_baseline(model, scans: list, items: list, chunk: int = 256) -> np.ndarray:
-    out = []
-    for i in range(0, len(items), chunk):
-        X, _ = _windows(scans, items[i:i + chunk])
-        out.append(model.predict(X))
-    return np.concatenate(out).astype(np.float32)
+    name = "ridge" if session_prior_windows is None else "ridge_sn"
+    ridge = create_model(name, n_rois=len(scans[train_items[0][0]].roi_names),
+                         ch_names=list(ch_names))
+    if session_prior_windows is None:
+        est = fit_ridge(scans, train_items, max_windows=max_windows)
+    else:
+        ridge.features.cfg.session_prior_windows = float(session_prior_windows)
+        est, prior_mean, prior_scale, _ = fit_session_ridge(
+            scans, train_items, [s for s, _ in train_items], session_prior_windows,
+            max_windows=max_windows)
+        ridge.features.set_standardisation(prior_mean, prior_scale, prior=True)
+    ridge.load_estimator(est)
+    mean = create_model("ridge", n_rois=est.coef_.shape[1], ch_names=list(ch_names))
+    with torch.no_grad():
+        mean.readout.bias.copy_(torch.as_tensor(est.intercept_, dtype=torch.float32))
+    return {"ridge baseline": ridge.eval(), "mean baseline": mean.eval()}
 
 
 def data_config_for(meta: dict, data: str | Path, *, missing_channels: str = "refuse"):
@@ -189,119 +190,269 @@ def data_config_for(meta: dict, data: str | Path, *, missing_channels: str = "re
                       missing_channels=missing_channels, highpass=meta.get("eeg_highpass_hz"))
 
 
-def evaluate_bundle(bundle: str | Path, data: str | Path, *, out: str | Path | None = None,
-                    split: str = "test", baselines: bool = False, device: str = "auto",
-                    missing_channels: str = "refuse", batch_size: int = 64,
-                    max_windows_per_scan: int | None = None, label: str | None = None) -> dict:
-    """Evaluate a bundle on a dataset and write the report.
+def _same_root(a: str | Path | None, b: str | Path | None) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
-    Parameters
-    ----------
-    bundle : path
-        Model bundle (``.safetensors``).
-    data : path
-        Dataset root (BIDS, NeuroBOLT release, simulator output).
-    out : path | None
-        Report folder (default ``<bundle folder>/eval_<data name>``).
-    split : {"test", "all"}
-        Which scans/windows: the test part of the split, or every valid window of every scan.
-    baselines : bool
-        Also fit and evaluate the ridge band-power and mean predictors on the training part.
-    device, missing_channels, batch_size, max_windows_per_scan, label
-        Run options; ``label`` names the model in the report (default: its model name).
 
-    Returns
-    -------
-    dict
-        The ``metrics.json`` content.
+def _seen_scans(meta: dict) -> set[str]:
+    """Scan ids a bundle was trained or selected on (train + val parts of its split)."""
+    assignment = (meta.get("training") or {}).get("assignment") or {}
+    if (meta.get("training") or {}).get("protocol") == "intra_scan":
+        return set()  # every scan is seen, but only in time windows; handled by the split
+    return {x for part in ("train", "val") for x in assignment.get(part, [])}
+
+
+def evaluation_items(meta: dict, scans: list, data: Path, split: str
+                     ) -> tuple[list[tuple[int, int]], str, str]:
+    """Which windows to score for a bundle: ``(items, protocol, description)``.
+
+    ``split``: ``"auto"`` scores every window of a dataset the bundle was not trained on, and the
+    bundle's own test part of its training dataset; ``"test"`` always the test part; ``"all"``
+    every window, refused on the bundle's training dataset (no in-sample numbers).
     """
-    from rtbold.models import load_bundle, select_device
+    from .training import make_split, scan_id
 
-    from .metrics import aggregate, scan_metrics
-    from .report import write_report
-    from .training import (load_scans, make_split, meta_dict, networks_for, per_scan,
-                           predict_items, scan_id, targets_of)
-
-    if split not in ("test", "all"):
-        raise ValueError(f"--split must be 'test' or 'all', got {split!r}.")
-    bundle = Path(bundle)
-    dev = select_device(device)
-    model, bmeta = load_bundle(bundle, device=str(dev))
-    meta = meta_dict(bmeta)
-    ch_names, roi_names = list(meta["ch_names"]), list(meta["roi_names"])
-    model_label = label or {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT"}.get(
-        meta.get("model_name", ""), meta.get("model_name", "model"))
-    data = Path(data)
-    dcfg = data_config_for(meta, data, missing_channels=missing_channels)
-    scans = load_scans(dcfg, ch_names, roi_names, max_windows_per_scan)
     training = meta.get("training") or {}
+    own_data = _same_root(training.get("data_root"), data)
     protocol = training.get("protocol", "cross_subject")
-    assignment = training.get("assignment") if protocol == "cross_subject" else None
-    ids = {scan_id(s) for s in scans}
-    if assignment and not ids & {x for v in assignment.values() for x in v}:
-        logger.info("%s holds none of the bundle's training scans; applying a fresh %s split.",
-                    data, protocol)
-        assignment = None
+    if split not in ("auto", "test", "all"):
+        raise ValueError(f"--split must be auto, test or all, got {split!r}.")
+    if split == "all" and own_data:
+        raise ValueError(f"{data} is the dataset the bundle was trained on: --split all would "
+                         "score its training windows. Use --split test (its held-out part) or "
+                         "evaluate on a held-out dataset.")
+    if split == "auto":
+        split = "test" if own_data else "all"
+    if split == "all":
+        items = [(i, int(k)) for i, s in enumerate(scans) for k in np.flatnonzero(s.valid)]
+        return items, protocol, "every window (a dataset the bundle was not trained on)"
+    assignment = training.get("assignment") if protocol == "cross_subject" and own_data else None
     n_subjects = len({s.spec.subject for s in scans})
     if protocol == "cross_subject" and assignment is None and n_subjects < 3:
         protocol = "intra_scan"  # too few subjects to hold any out: split each scan in time
     parts = make_split(scans, protocol, split_seed=int(training.get("split_seed", 0)),
                        ratios=training.get("split_ratios", (3, 1, 1)), assignment=assignment)
-    if split == "all":
-        items = [(i, int(k)) for i, s in enumerate(scans) for k in np.flatnonzero(s.valid)]
-    else:
-        items = parts.items["test"]
-        if not items:
-            raise ValueError(f"The {protocol} split of {data} has no test windows; use --split all.")
-    networks = networks_for(roi_names, dcfg.n_regions)
-    true = targets_of(scans, items)
-    pred = predict_items(model, scans, items, device=dev, batch_size=batch_size)
+    items = parts.items["test"]
+    if not items:
+        raise ValueError(f"The {protocol} split of {data} has no test windows (the bundle was "
+                         "trained with no test part); evaluate on a held-out dataset instead.")
+    return items, protocol, f"the test part of the bundle's {protocol} split"
 
-    def per_scan_metrics(p_all):
-        groups = per_scan(items, p_all, true)
+
+def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
+                     out: str | Path | None = None, split: str = "auto", baselines: bool = False,
+                     device: str = "auto", missing_channels: str = "refuse", batch_size: int = 64,
+                     max_windows_per_scan: int | None = None,
+                     labels: Sequence[str] | None = None) -> dict:
+    """Evaluate one or more bundles on the same windows of a dataset; one report each and one
+    comparison table.
+
+    Parameters
+    ----------
+    bundles : sequence of paths
+        Model bundles (``.safetensors``): UnEBOLT, NeuroBOLT, ridge, ... They must predict the
+        same regions. The first one fixes which windows are scored (:func:`evaluation_items`).
+    data : path
+        Dataset root (BIDS, NeuroBOLT release, simulator output).
+    out : path | None
+        Report folder (default ``<first bundle's folder>/eval_<data name>``); with several
+        bundles each gets ``out/<label>/`` and ``out/comparison.md`` holds the table.
+    split : {"auto", "test", "all"}
+        See :func:`evaluation_items`. No bundle is ever scored on windows it was trained or
+        selected on: a scored scan in a bundle's train/val assignment is an error.
+    baselines : bool
+        Also fit ridge and per-region-mean baselines on the *first bundle's own training
+        scans* (read from its recorded data root and split), never on the scored data.
+    device, missing_channels, batch_size, max_windows_per_scan
+        Run options.
+    labels : sequence of str | None
+        Names of the bundles in the reports (default: model name, or the file's folder name
+        when two bundles share one).
+
+    Returns
+    -------
+    dict
+        ``models`` (label -> aggregate), ``ceiling``, ``scans`` (scored scan ids), ``out``,
+        ``reports`` (label -> report folder), ``split`` (description).
+    """
+    from rtbold.models import load_bundle, read_bundle_meta, select_device
+
+    from .metrics import aggregate, scan_metrics
+    from .report import markdown_table, write_report
+    from .training import load_scans, meta_dict, networks_for, per_scan, predict_items, scan_id
+
+    bundles = [Path(b) for b in bundles]
+    if not bundles:
+        raise ValueError("give at least one bundle to evaluate.")
+    data = Path(data)
+    dev = select_device(device)
+    metas = [meta_dict(read_bundle_meta(b)) for b in bundles]
+    roi_names = list(metas[0]["roi_names"])
+    for b, m in zip(bundles[1:], metas[1:]):
+        if list(m["roi_names"]) != roi_names:
+            raise ValueError(f"{b} predicts {len(m['roi_names'])} regions that differ from "
+                             f"{bundles[0]}'s {len(roi_names)}; compare bundles of one atlas "
+                             "and region list.")
+    labels = list(labels) if labels else _labels(bundles, metas)
+    if len(labels) != len(bundles):
+        raise ValueError(f"{len(labels)} labels for {len(bundles)} bundles.")
+    networks = networks_for(roi_names, len(roi_names) if len(roi_names) in (64, 128, 256) else 64)
+
+    cache: dict[tuple, list] = {}
+
+    def scans_for(meta: dict, root: Path, max_windows: int | None = max_windows_per_scan) -> list:
+        cfg = data_config_for(meta, root, missing_channels=missing_channels)
+        key = (str(root), tuple(meta["ch_names"]), cfg.highpass, cfg.marker, max_windows)
+        if key not in cache:
+            cache[key] = load_scans(cfg, list(meta["ch_names"]), roi_names, max_windows)
+        return cache[key]
+
+    scans0 = scans_for(metas[0], data)
+    items, protocol, described = evaluation_items(metas[0], scans0, data, split)
+    scored = sorted({scan_id(scans0[s]) for s, _ in items})
+    for b, m in zip(bundles, metas):
+        leak = sorted(_seen_scans(m) & set(scored)) if _same_root(
+            (m.get("training") or {}).get("data_root"), data) else []
+        if leak:
+            raise ValueError(f"{b} was trained or selected on {len(leak)} of the scored scans "
+                             f"({leak[:3]}); in-sample numbers are not reported. Evaluate it on "
+                             "a held-out dataset, or compare bundles trained on one split.")
+
+    def score(pred: np.ndarray, scans: list):
+        groups = per_scan(items, pred, np.stack([scans[s].targets[k] for s, k in items]))
         names, ps, ts = [], [], []
         for s in sorted(groups):
-            p, t = groups[s]
             names.append(scan_id(scans[s]))
-            ps.append(p)
-            ts.append(t)
+            ps.append(groups[s][0])
+            ts.append(groups[s][1])
         sm = [scan_metrics(p, t, name=n, networks=networks) for p, t, n in zip(ps, ts, names)]
         return sm, aggregate(sm), ps, ts
 
-    scans_m, agg, preds, trues = per_scan_metrics(pred)
-    comparison: dict = {}
+    results: dict[str, dict] = {}
+    per_model: dict[str, tuple] = {}
+    for b, m, label in zip(bundles, metas, labels):
+        scans = scans_for(m, data)
+        model, _ = load_bundle(b, device=str(dev))
+        pred = predict_items(model, scans, items, device=dev, batch_size=batch_size)
+        per_model[label] = score(pred, scans)
+        results[label] = per_model[label][1]
+    baseline_note = None
     if baselines:
-        if split == "all":
-            logger.warning("--baselines with --split all: the baselines are fitted on the training "
-                           "part, so their numbers on 'all' include their own training windows.")
-        fitted = fit_baselines(scans, parts.items["train"])
+        fitted, baseline_note = _baselines_on_training_data(metas[0], bundles[0], scans_for,
+                                                            roi_names)
         for name, bl in fitted.items():
-            _, bagg, _, _ = per_scan_metrics(predict_baseline(bl, scans, items))
-            comparison[name] = bagg
-    ceiling = None
+            pred = predict_items(bl, scans0, items, device="cpu", batch_size=batch_size)
+            results[name] = score(pred, scans0)[1]
+    ceiling, ceil = _ceiling(data, scans0, items, roi_names, networks, score)
+
+    out = Path(out) if out is not None else bundles[0].parent / f"eval_{data.name}"
+    reports = {}
+    tr = float(np.median([s.tr for s in scans0]))
+    for label, m, b in zip(labels, metas, bundles):
+        sm, agg, preds, trues = per_model[label]
+        folder = out if len(bundles) == 1 else out / _slug(label)
+        others = {k: v for k, v in results.items() if k != label}
+        write_report(folder, scans=sm, aggregate=agg, preds=preds, trues=trues,
+                     roi_names=roi_names, networks=networks, tr=tr, model_label=label,
+                     comparison=others, ceiling=ceiling,
+                     ceiling_region_r=ceil["region_r"] if ceil else None,
+                     extra={"bundle": str(b), "data_root": str(data), "split": described,
+                            "protocol": protocol, "n_windows": len(items),
+                            "ceiling_detail": ceil, "bundle_notes": m.get("notes", ""),
+                            "baselines": baseline_note})
+        reports[label] = str(folder)
+    table = markdown_table(results, ceiling)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(
+        f"# {data.name}: {len(scored)} scans, {len(items)} windows ({described})\n\n{table}\n"
+        + (f"\nBaselines: {baseline_note}\n" if baseline_note else ""), encoding="utf-8")
+    return {"models": results, "ceiling": ceiling, "scans": scored, "out": str(out),
+            "reports": reports, "split": described, "table": table, "baselines": baseline_note}
+
+
+def _labels(bundles: Sequence[Path], metas: Sequence[dict]) -> list[str]:
+    names = {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT", "ridge": "ridge"}
+    labels = []
+    for b, m in zip(bundles, metas):
+        base = names.get(m.get("model_name", ""), m.get("model_name", "model"))
+        variant = m.get("model_variant") or ""
+        base = {"unebolt_bp": "UnEBOLT-BP", "ridge_sn": "ridge-SN"}.get(variant, base)
+        labels.append(base)
+    if len(set(labels)) < len(labels):  # same model twice: say which file
+        labels = [f"{lab} ({b.parent.name or b.stem})" for lab, b in zip(labels, bundles)]
+    return labels
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+
+
+def _baselines_on_training_data(meta: dict, bundle: Path, scans_for, roi_names) -> tuple[dict, str]:
+    """Fit the baselines on the bundle's own training scans (its recorded data root and split)."""
+    from .training import make_split, scan_id
+
+    training = meta.get("training") or {}
+    root = training.get("data_root")
+    if not root or not Path(root).is_dir():
+        raise ValueError(f"--baselines fits the baselines on {bundle}'s training data, recorded as "
+                         f"{root!r}, which is not here. Train a ridge bundle on that data "
+                         "([model] name = \"ridge\") and pass it as another bundle instead.")
+    # the same windows as the bundle's training run (its recorded quick-run limit)
+    recorded = ((training.get("config") or {}).get("train") or {})
+    scans = scans_for(meta, Path(root), recorded.get("max_windows_per_scan"))
+    protocol = training.get("protocol", "cross_subject")
+    parts = make_split(scans, protocol, split_seed=int(training.get("split_seed", 0)),
+                       ratios=training.get("split_ratios", (3, 1, 1)),
+                       assignment=training.get("assignment") if protocol == "cross_subject"
+                       else None)
+    train_items = parts.items["train"]
+    n_scans = len({s for s, _ in train_items})
+    note = (f"ridge and mean fitted on the training part of {bundle.name}'s split of {root} "
+            f"({n_scans} scans, {len(train_items)} windows; e.g. "
+            f"{scan_id(scans[train_items[0][0]])})")
+    bp = (meta.get("model_config") or {}).get("bandpower") or {}
+    prior = bp.get("session_prior_windows") if bp.get("session_norm") else None
+    if prior is not None:
+        note += "; session-normalised features, as the bundle's"
+    return fit_baselines(scans, train_items, meta["ch_names"],
+                         max_windows=recorded.get("ridge_max_windows"),
+                         session_prior_windows=prior), note
+
+
+def _ceiling(data: Path, scans: list, items: list, roi_names, networks, score
+             ) -> tuple[dict | None, dict | None]:
+    """The simulator's bounds for the scored scans: per-region ceiling, and every metric of the
+    explainable BOLD used as a prediction (residual ones included)."""
+    from .training import per_scan, scan_id
+
     ceil = read_ceiling(data, [scan_id(scans[s]) for s in sorted({s for s, _ in items})],
                         roi_names)
-    if ceil is not None:
-        ceiling = {"tcorr": ceil["tcorr"]}
-        ex = explainable_predictions(data, scans, items)
-        if ex is not None:
-            groups = per_scan(items, true)
-            cm = [scan_metrics(ex[s], groups[s][0], name=scan_id(scans[s]), networks=networks)
-                  for s in sorted(groups)]
-            cagg = aggregate(cm)
-            ceiling.update({k: (cagg.get(k) or {}).get("mean") for k in
-                            ("pixcorr", "connmse", "f1_25", "f1_50")})
-    out = Path(out) if out is not None else bundle.parent / f"eval_{data.name}"
-    extra = {
-        "bundle": str(bundle), "data_root": str(data), "split": split, "protocol": protocol,
-        "n_windows": len(items), "ceiling_detail": ceil,
-        "bundle_notes": meta.get("notes", ""),
-        "baseline_fit": {"max_windows": MAX_BASELINE_WINDOWS} if baselines else None,
-    }
-    write_report(out, scans=scans_m, aggregate=agg, preds=preds, trues=trues,
-                 roi_names=roi_names, networks=networks, tr=float(np.median([s.tr for s in scans])),
-                 model_label=model_label, comparison=comparison, ceiling=ceiling,
-                 ceiling_region_r=ceil["region_r"] if ceil else None, extra=extra)
+    if ceil is None:
+        return None, None
+    ceiling = {"tcorr": ceil["tcorr"]}
+    ex = explainable_predictions(data, scans, items)
+    if ex is not None:
+        pred = np.zeros((len(items), len(roi_names)), np.float32)
+        rows = per_scan(items, np.arange(len(items)))
+        for s, (idx,) in rows.items():
+            pred[idx] = ex[s]
+        _, cagg, _, _ = score(pred, scans)
+        ceiling.update({k: (cagg.get(k) or {}).get("mean") for k in
+                        ("pixcorr", "connmse", "f1_25", "f1_50", "res_tcorr", "res_pixcorr",
+                         "global_share", "mean_fc")})
+    return ceiling, ceil
+
+
+def evaluate_bundle(bundle: str | Path, data: str | Path, **kwargs) -> dict:
+    """:func:`evaluate_bundles` for one bundle; returns its ``metrics.json`` content."""
+    label = kwargs.pop("label", None)
+    res = evaluate_bundles([bundle], data, labels=[label] if label else None, **kwargs)
+    out = Path(next(iter(res["reports"].values())))
     result = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     result["out"] = str(out)
     return result
@@ -337,20 +488,27 @@ def describe(bundle: str | Path) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="evaluate a model bundle on a dataset",
-                              description="Per-scan Tcorr, Pixcorr, ConnMSE, F1@25/50%, network "
-                                          "Tcorr; figures and metrics.json in --out.")
-    p.add_argument("bundle", help="model bundle (.safetensors)")
-    p.add_argument("data", help="dataset root (BIDS, NeuroBOLT release or simulator output)")
-    p.add_argument("--out", default=None, help="report folder (default next to the bundle)")
-    p.add_argument("--split", default="test", choices=("test", "all"))
+    p = subparsers.add_parser("evaluate", help="evaluate model bundles on a dataset",
+                              description="Per-scan Tcorr, Pixcorr, ConnMSE, F1@25/50%, residual "
+                                          "(global-removed) Tcorr and Pixcorr, global share, mean "
+                                          "FC, network Tcorr; figures and metrics.json per bundle, "
+                                          "one comparison table. Example: rtbold evaluate "
+                                          "a.safetensors b.safetensors runs/sim_heldout")
+    p.add_argument("paths", nargs="+", metavar="BUNDLE... DATA",
+                   help="one or more model bundles (.safetensors), then the dataset root")
+    p.add_argument("--out", default=None, help="report folder (default next to the first bundle)")
+    p.add_argument("--split", default="auto", choices=("auto", "test", "all"),
+                   help="auto: every window of a dataset the bundles were not trained on, the "
+                        "test part of their own training dataset")
     p.add_argument("--baselines", action="store_true",
-                   help="also fit ridge band-power and mean predictors on the training part")
+                   help="also fit ridge and mean predictors on the first bundle's own training "
+                        "scans (its recorded data root), never on the evaluated data")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--missing-channels", default="refuse",
                    choices=("refuse", "interpolate", "zero"))
     p.add_argument("--max-windows-per-scan", type=int, default=None)
-    p.add_argument("--label", default=None, help="model name in the report")
+    p.add_argument("--label", action="append", default=None, dest="labels",
+                   help="name of a bundle in the reports (repeat once per bundle, in order)")
     p.set_defaults(func=_cmd_evaluate)
 
     i = subparsers.add_parser("info", help="print a model bundle's metadata")
@@ -360,15 +518,17 @@ def add_parser(subparsers) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .metrics import METRIC_NAMES
-    from .report import markdown_table
-
-    res = evaluate_bundle(args.bundle, args.data, out=args.out, split=args.split,
-                          baselines=args.baselines, device=args.device,
-                          missing_channels=args.missing_channels,
-                          max_windows_per_scan=args.max_windows_per_scan, label=args.label)
-    results = {res["model"]: res["aggregate"], **(res.get("comparison") or {})}
-    print(markdown_table(results, res.get("ceiling"), METRIC_NAMES))
+    if len(args.paths) < 2:
+        raise SystemExit("rtbold evaluate: give at least one bundle and then the dataset root.")
+    *bundles, data = args.paths
+    res = evaluate_bundles(bundles, data, out=args.out, split=args.split,
+                           baselines=args.baselines, device=args.device,
+                           missing_channels=args.missing_channels,
+                           max_windows_per_scan=args.max_windows_per_scan, labels=args.labels)
+    print(f"{len(res['scans'])} scans ({res['split']}):")
+    print(res["table"])
+    if res["baselines"]:
+        print(f"baselines: {res['baselines']}")
     print(f"report: {res['out']}")
     return 0
 

@@ -249,8 +249,11 @@ def plot_comparison(results: Mapping[str, Mapping], path: Path,
     """
     plt = _plt()
     models = list(results)
-    panels = [("tcorr", "pixcorr", "f1_25", "f1_50"), ("connmse",)]
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), width_ratios=[4, 1.3],
+    # the residual metrics and global share beside Tcorr: Tcorr alone is won by a global-only
+    # prediction (MODEL.md 6.2b)
+    panels = [("tcorr", "pixcorr", "res_tcorr", "res_pixcorr", "f1_25", "f1_50"),
+              ("connmse", "global_share")]
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.6), width_ratios=[6, 2],
                              constrained_layout=True)
     cmap = plt.get_cmap("tab10")
     width = 0.8 / max(len(models), 1)
@@ -278,7 +281,7 @@ def plot_comparison(results: Mapping[str, Mapping], path: Path,
         ax.set_xticklabels([METRIC_LABELS[k] for k in metrics])
         ax.axhline(0, color="k", lw=0.6)
     axes[0].set_ylabel("higher is better")
-    axes[1].set_ylabel("lower is better")
+    axes[1].set_ylabel("lower is better (global share: vs truth)")
     axes[0].legend(frameon=False, ncol=min(len(models) + 1, 6), loc="upper center",
                    bbox_to_anchor=(0.5, -0.1))
     fig.suptitle(title or "Model comparison (mean ± std over test scans)")

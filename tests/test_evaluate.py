@@ -64,15 +64,15 @@ def test_evaluate_cli_with_baselines_and_ceiling(trained, tmp_path, capsys):
                "--device", "cpu"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "| UnEBOLT |" in printed and "| ridge |" in printed and "ceiling" in printed
+    assert "| UnEBOLT |" in printed and "| ridge baseline |" in printed and "ceiling" in printed
     data = json.loads((out / "metrics.json").read_text())
     test_scans = [s["name"] for s in data["scans"]]
     bundle_assign = data["comparison"]
-    assert set(bundle_assign) == {"ridge", "mean"}
+    assert set(bundle_assign) == {"ridge baseline", "mean baseline"}
     # the tiny dataset: 3 subjects -> exactly one held-out test subject
     assert len(test_scans) == 1 and test_scans[0].startswith("sub-")
     assert data["ceiling"]["tcorr"] == pytest.approx(np.mean([0.9] * 8 + [0.2] * 56))
-    assert data["comparison"]["mean"]["tcorr"]["mean"] is None     # constant: undefined r
+    assert data["comparison"]["mean baseline"]["tcorr"]["mean"] is None   # constant: undefined r
     for name in ("region_r.png", "network_r.png", "fc_true_vs_pred.png", "traces.png",
                  "comparison.png", "summary.md"):
         assert (out / name).is_file(), name
@@ -88,8 +88,38 @@ def test_evaluate_never_tests_on_training_scans(trained, tmp_path):
     train_scans = set(meta.training["assignment"]["train"])
     res = evaluate_bundle(bundle, root, out=tmp_path / "r", device="cpu")
     assert not {s["name"] for s in res["scans"]} & train_scans
-    res_all = evaluate_bundle(bundle, root, out=tmp_path / "r2", split="all", device="cpu")
-    assert len(res_all["scans"]) == 3
+    # every window of its own training dataset would be in-sample: refused, naming the fix
+    with pytest.raises(ValueError, match="trained on.*--split test"):
+        evaluate_bundle(bundle, root, out=tmp_path / "r2", split="all", device="cpu")
+
+
+def test_bundles_compared_on_held_out_data_and_baselines_fit_on_training_data(trained, tmp_path,
+                                                                             capsys):
+    """Several bundles in one table on a dataset none of them saw; --baselines fits ridge on the
+    first bundle's own training scans, so it equals a ridge bundle trained on the same split (a
+    baseline fitted on the evaluated data would not)."""
+    from rtbold.cli import main
+    from rtbold.training import load_train_config, train
+
+    root, bundle = trained
+    cfg = load_train_config(tiny_config(tmp_path, root, model="ridge"))
+    ridge = train(cfg).bundle
+    held = make_tiny_bids(tmp_path / "held", n_subjects=2, seed=7)
+    out = tmp_path / "cmp"
+    assert main(["evaluate", str(bundle), str(ridge), str(held), "--out", str(out),
+                 "--baselines", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 scans (every window" in printed
+    for row in ("| UnEBOLT |", "| ridge |", "| ridge baseline |", "| mean baseline |"):
+        assert row in printed, row
+    assert str(root) in printed and str(held) not in printed.split("baselines:")[1]
+    for sub in ("UnEBOLT", "ridge"):
+        data = json.loads((out / sub / "metrics.json").read_text())
+        assert len(data["scans"]) == 2 and "res_tcorr" in data["aggregate"]
+    table = (out / "comparison.md").read_text()
+    ridge_row = next(line for line in table.splitlines() if line.startswith("| ridge baseline |"))
+    bundle_row = next(line for line in table.splitlines() if line.startswith("| ridge |"))
+    assert ridge_row.split("|")[2:] == bundle_row.split("|")[2:]
 
 
 def test_info_prints_metadata(trained, capsys):

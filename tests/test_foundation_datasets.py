@@ -161,3 +161,11 @@ def test_cross_subject_split_groups_subjects():
     assert (len(s["train"]), len(s["val"]), len(s["test"])) == (9, 3, 3)
     assert cross_subject_split(subjects, seed=3) == s
     assert cross_subject_split(subjects, seed=4) != s
+
+
+def test_cross_subject_split_with_an_empty_test_part():
+    """Ratios (4, 1, 0): the test subjects are a separate held-out dataset, none are taken here."""
+    subjects = [f"sub-{i:02d}" for i in range(10)]
+    s = cross_subject_split(subjects, ratios=(4, 1, 0), seed=0)
+    assert s["test"] == [] and len(s["val"]) == 2 and len(s["train"]) == 8
+    assert sorted(s["train"] + s["val"]) == subjects

@@ -226,3 +226,45 @@ def test_stream_without_source_id_is_resolved_again(runner):
     assert set(by_onset) == {float(t) for t in range(16, 33)}
     assert all("gap" in by_onset[float(t)].flags for t in range(16, 28))
     assert all(by_onset[float(t)].flags == () for t in range(29, 33))
+
+
+def test_ridge_bundle_runs_live_with_session_statistics(tmp_path):
+    """A session-normalised ridge bundle (a fast CPU option) runs in the engine: every frame is
+    the bundle applied to the offline window with the offline causal statistics of all windows
+    up to it (rtbold.models.causal_feature_stats), so the live normaliser sees each window once,
+    in order."""
+    from rtbold.atlas import load_atlas
+    from rtbold.models import (RidgeBandPower, causal_feature_stats, create_model, save_bundle,
+                               session_features)
+    from rtbold.stream.worker import ModelRunner
+
+    ch = montage_channels()
+    rois = list(load_atlas(64).roi_names)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, len(ch), 3200)).astype(np.float32) * (1 + rng.random((40, 1, 1)))
+    est = RidgeBandPower(alphas=[10.0]).fit(X, rng.standard_normal((40, 64)))
+    model = create_model("ridge_sn", n_rois=64, ch_names=ch).load_estimator(est)
+    feats = session_features(model)
+    feats.set_standardisation(np.full(feats.n_features, 0.5), np.full(feats.n_features, 2.0),
+                              prior=True)
+    path = tmp_path / "ridge.safetensors"
+    save_bundle(path, model, {"roi_names": rois, "tr": 2.1, "atlas": "DiFuMo64"})
+    runner = ModelRunner.from_bundle(path, "cpu")
+    assert runner.session_windows == 0
+    src = SyntheticSource(ch, SFREQ, 23.3, speed=10.0)
+    engine, frames, _, errors = _run(src, runner, live_config(src, tmp_path))
+    assert not errors and len(frames) >= 3
+    assert runner.session_windows == len(frames)
+    wins, _ = _offline(src, runner, [f.t for f in frames])
+    x = torch.from_numpy(np.stack([wins[f.t] for f in frames]))
+    with torch.no_grad():
+        raw = feats.log_power(x).flatten(1).numpy()
+        mean, scale = causal_feature_stats(raw, feats.prior_mean.numpy(),
+                                           feats.prior_scale.numpy(),
+                                           feats.cfg.session_prior_windows)
+        expected = runner.model(x, feature_stats=(torch.from_numpy(mean).float(),
+                                                  torch.from_numpy(scale).float())).numpy()
+        without = runner.model(x).numpy()   # prior only: what a runner without the session gives
+    live = np.array([f.values for f in frames])
+    np.testing.assert_allclose(live, expected, atol=1e-4, rtol=0)
+    assert np.abs(live - without)[1:].max() > 1e-2

@@ -95,3 +95,43 @@ def test_branch_refuses_channel_subsets_and_wrong_windows():
     ridge = create_model("ridge", n_rois=4, ch_names=CH)
     with pytest.raises(ValueError, match=r"expected input \(batch, 26, 3200\)"):
         ridge(torch.zeros(1, 26, 1600))
+
+
+def test_session_normaliser_is_the_causal_statistics_live(rng):
+    """The live normaliser, fed one window at a time, gives the offline causal statistics; the
+    prior dominates the first windows and fades."""
+    from rtbold.models import SessionNormaliser, causal_feature_stats
+
+    F = rng.standard_normal((60, 12)) * 2 + 5
+    prior_mean, prior_scale = np.zeros(12), np.ones(12)
+    mean, scale = causal_feature_stats(F, prior_mean, prior_scale, 10)
+    live = SessionNormaliser(prior_mean, prior_scale, 10)
+    for k in range(len(F)):
+        m, s = live.update(F[k])
+        np.testing.assert_allclose(m, mean[k])
+        np.testing.assert_allclose(s, scale[k])
+    assert np.abs(mean[0]).max() < np.abs(F[0]).max() / 5        # first window: mostly prior
+    np.testing.assert_allclose(mean[-1], (F.sum(0)) / 70)         # 60 windows + 10 prior
+    live.reset()
+    assert np.allclose(live.update(F[0])[0], mean[0])
+    with pytest.raises(ValueError, match="12"):
+        live.update(np.zeros(5))
+
+
+def test_session_normalised_model_uses_its_statistics(rng):
+    """unebolt_bp normalises log band power with the given session statistics; without them it
+    uses its training prior (the first window of a session)."""
+    from rtbold.models import session_features
+
+    X, _ = _windows(rng, n=4)
+    model = create_model("unebolt_bp", size="tiny", n_rois=3, ch_names=CH).eval()
+    feats = session_features(model)
+    assert feats is not None and feats.cfg.session_norm
+    assert session_features(create_model("unebolt", size="tiny", n_rois=3, ch_names=CH)) is None
+    x = torch.from_numpy(X)
+    raw = feats.log_power(x).flatten(1)
+    stats = (raw.mean(0, keepdim=True).expand_as(raw), torch.ones_like(raw))
+    with torch.no_grad():
+        np.testing.assert_allclose(feats(x, stats).flatten(1).numpy(),
+                                   (raw - raw.mean(0)).numpy(), atol=1e-5)
+        assert torch.allclose(feats(x).flatten(1), raw)   # prior 0 / 1 until set from data

@@ -141,6 +141,7 @@ class LiveEngine:
         FeedbackTarget.parse(cfg.output.feedback_target, runner.roi_names)  # fails early
         self._set_threads()
         t_fwd = runner.warmup(cfg.worker.warmup)
+        runner.reset_session()  # a session-normalised model starts its statistics with this run
         logger.info("Model %s on %s: forward %.1f ms after warm-up", runner.name, runner.device,
                     t_fwd * 1e3)
         info = resolve_stream(sc.name, sc.type, sc.source_id, timeout=sc.resolve_timeout_s)

@@ -61,6 +61,9 @@ class ModelRunner:
     #: EEG high-pass (Hz) the model was trained with; the live chain applies the same filter.
     highpass_hz: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: running statistics of a session-normalised model (rtbold.models.SessionNormaliser):
+    #: every predicted window updates them, as the offline evaluator's causal statistics do
+    _session: Any = field(default=None, repr=False)
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto") -> "ModelRunner":
@@ -97,23 +100,55 @@ class ModelRunner:
         self.device = torch.device(self.device) if not isinstance(self.device, torch.device) \
             else self.device
         self.model.to(self.device)
+        from rtbold.models import session_features
 
-    def predict(self, window: np.ndarray) -> np.ndarray:
-        """(C, n) float32 window -> (P,) float32 prediction."""
+        feats = session_features(self.model)
+        self._session = feats.session_normaliser() if feats is not None else None
+
+    @property
+    def session_windows(self) -> int | None:
+        """Windows in the session statistics so far (None: the model has no session norm)."""
+        return None if self._session is None else self._session.n
+
+    def reset_session(self) -> None:
+        """Start the session statistics afresh (a new recording or participant)."""
+        if self._session is not None:
+            with self._lock:
+                self._session.reset()
+
+    def predict(self, window: np.ndarray, *, update_session: bool = True) -> np.ndarray:
+        """(C, n) float32 window -> (P,) float32 prediction.
+
+        A session-normalised model first adds the window's band power to the session statistics
+        (``update_session=False`` uses them without adding, e.g. for a warm-up).
+        """
         import torch
+
+        from rtbold.models import session_features
 
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
-            y = self.model(x.to(self.device))
+            x = x.to(self.device)
+            kwargs = {}
+            if self._session is not None:
+                feats = session_features(self.model)
+                f = feats.log_power(x)[0].reshape(-1).cpu().numpy()
+                mean, scale = (self._session.update(f) if update_session
+                               else self._session.stats())
+                kwargs["feature_stats"] = tuple(
+                    torch.as_tensor(v, dtype=torch.float32, device=self.device)[None]
+                    for v in (mean, scale))
+            y = self.model(x, **kwargs)
             return y[0].detach().to("cpu").numpy().astype(np.float32, copy=False)
 
     def warmup(self, n: int, n_samples: int = 3200) -> float:
-        """Run ``n`` forward passes on zeros; returns the last one's duration (s)."""
+        """Run ``n`` forward passes on zeros; returns the last one's duration (s). The session
+        statistics are not touched."""
         x = np.zeros((len(self.ch_names), n_samples), dtype=np.float32)
         dt = 0.0
         for _ in range(n):
             t0 = time.perf_counter()
-            self.predict(x)
+            self.predict(x, update_session=False)
             dt = time.perf_counter() - t0
         return dt
 

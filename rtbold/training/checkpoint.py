@@ -77,6 +77,16 @@ def save_checkpoint(ckpt: Path, model, optimizer, *, epoch: int, iteration: int,
     os.replace(ckpt / "state.json.tmp", ckpt / "state.json")
 
 
+def save_best(ckpt: Path, model) -> None:
+    """Write ``model``'s weights as the best so far (e.g. the data-initialised model)."""
+    from safetensors.torch import save_file
+
+    ckpt.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state_dict, str(ckpt / (BEST_NAME + ".tmp")))
+    os.replace(ckpt / (BEST_NAME + ".tmp"), ckpt / BEST_NAME)
+
+
 def load_best(ckpt: Path, model, device) -> bool:
     """Load ``best.safetensors`` into ``model`` when it exists; return whether it did."""
     from safetensors.torch import load_file

@@ -2,9 +2,11 @@
 training TOML (``rtbold train CONFIG``), their cross-field checks and the loader.
 
 Model selection (documented choice, ``train.select_on``): the epoch with the highest validation
-Tcorr (mean over validation scans of the mean per-region r) is kept, because Tcorr is the headline
-metric the models are compared on; ``train.select_on = "mse"`` restores NeuroBOLT's lowest-val-MSE
-rule.
+``composite`` score is kept, the mean of validation Tcorr, residual Tcorr and Pixcorr
+(:data:`rtbold.metrics.SELECTION_CRITERIA`). Tcorr alone rewards a model that predicts the global
+signal in every region (on resting-state data that scores above the EEG-explainable ceiling); the
+residual Tcorr and Pixcorr of such a prediction are ~0, so the composite cannot be won that way.
+``"tcorr"``, ``"res_tcorr"`` and NeuroBOLT's lowest-val-MSE rule (``"mse"``) remain available.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ class DataConfig:
 class ModelConfig:
     """``[model]``: which network and its size; ``overrides`` go to ``create_model``."""
 
-    name: str = field(default="unebolt", metadata={"choices": ("unebolt", "neurobolt")})
+    #: ``unebolt`` (the paper's model), ``unebolt_bp`` (UnEBOLT with the channel-resolved,
+    #: session-normalised band-power branch), ``neurobolt``, ``ridge`` (ridge on lagged log band
+    #: power, fitted in closed form; no epochs) or ``ridge_sn`` (the same on session-normalised
+    #: features).
+    name: str = field(default="unebolt", metadata={"choices": ("unebolt", "unebolt_bp",
+                                                              "neurobolt", "ridge", "ridge_sn")})
     size: str = field(default="base", metadata={"choices": ("base", "small", "tiny")})
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -54,18 +61,37 @@ class TrainSection:
     min_lr: float = field(default=1e-6, metadata={"range": (0.0, 1.0)})
     warmup_epochs: float = field(default=5.0, metadata={"range": (0.0, 10_000.0)})
     weight_decay: float = field(default=0.05, metadata={"range": (0.0, 10.0)})
-    layer_decay: float = field(default=0.65, metadata={"range": (1e-3, 1.0)})
+    #: Layer-wise lr decay of the LaBraM branch; default (unset) 0.65 when ``labram_weights`` are
+    #: loaded (MODEL.md 5) and 1.0 (none) for an encoder trained from scratch, where freezing the
+    #: first layers only slows learning.
+    layer_decay: float | None = field(default=None, metadata={"range": (1e-3, 1.0)})
     #: ``unebolt`` = alpha MSE + beta temporal + (1 - alpha - beta) spatial; ``mse`` = NeuroBOLT.
     loss: str = field(default="auto", metadata={"choices": ("auto", "unebolt", "mse")})
     alpha: float = field(default=0.8, metadata={"range": (0.0, 1.0)})
     beta: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
-    select_on: str = field(default="tcorr", metadata={"choices": ("tcorr", "mse")})
+    select_on: str = field(default="composite",
+                           metadata={"choices": ("composite", "tcorr", "res_tcorr", "mse")})
     seed: int = field(default=12345, metadata={"range": (0, 2**31 - 1)})
     split_seed: int = field(default=0, metadata={"range": (0, 2**31 - 1)})
     split_ratios: list[int] = field(default_factory=lambda: [3, 1, 1])
     gap_s: float = field(default=20.0, metadata={"range": (0.0, 600.0)})
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    #: bfloat16 autocast: CUDA, or a CPU with native bf16 (AVX-512 BF16 / AMX); ignored with a
+    #: warning elsewhere. The band-power features stay float32.
     bf16: bool = False
+    #: A model with the band-power branch starts from the ridge fitted on the training windows
+    #: (features standardised with their statistics); otherwise only the standardisation is set.
+    ridge_init: bool = True
+    #: lr scale of the branch's ridge-initialised linear readout (small: training refines the
+    #: closed-form solution instead of overwriting it).
+    ridge_readout_lr_scale: float = field(default=0.1, metadata={"range": (0.0, 10.0)})
+    #: Ridge fit (``ridge`` model, ``ridge_init``): at most this many training windows, evenly
+    #: spaced; default all.
+    ridge_max_windows: int | None = field(default=None, metadata={"range": (10, None)})
+    #: Augmentation of training windows: per-channel gain drawn log-normal with this SD (channel
+    #: gains differ between subjects and caps), and the share of channels zeroed per window.
+    augment_gain_sd: float = field(default=0.0, metadata={"range": (0.0, 2.0)})
+    augment_channel_dropout: float = field(default=0.0, metadata={"range": (0.0, 0.9)})
     labram_weights: Path | None = None
     #: Quick runs: keep at most this many (first) windows of every scan.
     max_windows_per_scan: int | None = field(default=None, metadata={"range": (2, None)})
@@ -112,8 +138,6 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     if len(t.split_ratios) != 3 or min(t.split_ratios) < 0 or sum(t.split_ratios) <= 0:
         raise ConfigError(f"{where}.train.split_ratios must be 3 non-negative numbers "
                           f"(train, val, test), got {t.split_ratios}.")
-    if t.bf16 and t.device == "cpu":
-        raise ConfigError(f"{where}.train.bf16 = true needs a CUDA device (train.device is 'cpu').")
     if t.labram_weights is not None and not Path(t.labram_weights).is_file():
         raise ConfigError(f"{where}.train.labram_weights: {t.labram_weights} does not exist.")
     return cfg
@@ -122,7 +146,14 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
 def resolve_loss(cfg: TrainConfig) -> str:
     if cfg.train.loss != "auto":
         return cfg.train.loss
-    return "unebolt" if cfg.model.name == "unebolt" else "mse"
+    return "unebolt" if cfg.model.name.startswith("unebolt") else "mse"
+
+
+def resolve_layer_decay(cfg: TrainConfig) -> float:
+    """``train.layer_decay``, or its default: 0.65 with LaBraM weights, 1.0 from scratch."""
+    if cfg.train.layer_decay is not None:
+        return cfg.train.layer_decay
+    return 0.65 if cfg.train.labram_weights is not None else 1.0
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:

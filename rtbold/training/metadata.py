@@ -47,6 +47,7 @@ def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, t
     from ..metrics import aggregate
     from ..preprocessing import EEG_SCALE, SFREQ, TARGET_CUTOFF_HZ, TARGET_FILTER_ORDER, WINDOW_S
     from ..simulator import SIM_DERIVATIVES
+    from rtbold.models.registry import resolve_name
 
     root = Path(cfg.data.root) if cfg.data.root else None
     notes = []
@@ -61,7 +62,9 @@ def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, t
     test_agg = aggregate(test_scans) if test_scans else None
     summary = split.summary()
     return {
-        "model_name": cfg.model.name,
+        # the registered model; a variant (e.g. unebolt_bp) is recorded as such beside it
+        "model_name": resolve_name(cfg.model.name)[0],
+        "model_variant": cfg.model.name,
         "model_size": cfg.model.size,
         "model_config": {"name": cfg.model.name, "size": cfg.model.size,
                          "overrides": cfg.model.overrides, "n_rois": len(roi_names),
