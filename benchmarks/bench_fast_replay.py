@@ -32,12 +32,12 @@ def main(argv=None) -> int:
     import torch
 
     from rtbold.atlas import load_atlas
-    from rtbold.evaluate import _meta_dict, data_config_for
+    from rtbold.evaluate import data_config_for
     from rtbold.models import create_model, load_bundle, save_bundle
     from rtbold.player.synthetic import montage_channels
     from rtbold.simulator import simulate_dataset, simulator_config
     from rtbold.stream.recorder import read_predictions, read_tsv
-    from rtbold.train import load_scans, predict_items
+    from rtbold.training import load_scans, meta_dict, predict_items
 
     tmp = Path(tempfile.mkdtemp(prefix="rtbold-fast-"))
     t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     save_bundle(bundle, model, {"roi_names": list(load_atlas(64).roi_names), "tr": 2.1,
                                 "atlas": "DiFuMo64", "eeg_highpass_hz": 0.5, "marker": "R149"})
     model, meta = load_bundle(bundle)
-    meta = _meta_dict(meta)
+    meta = meta_dict(meta)
     (scan,) = load_scans(data_config_for(meta, tmp / "sim"), meta["ch_names"], meta["roi_names"])
     items = [(0, int(k)) for k in scan.valid_indices]
     expected = predict_items(model, [scan], items, device="cpu")
@@ -60,14 +60,14 @@ def main(argv=None) -> int:
     session = tmp / "session"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cli = [sys.executable, "-m", "rtbold.cli"]
+    log = (tmp / "run.log").open("w")  # a pipe nobody reads would fill and block the engine
     run = subprocess.Popen([*cli, "run", "--headless", "--bundle", str(bundle), "--stream", name,
                             "--source-id", name, "--session-dir", str(session), "--device",
-                            "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           env=env)
+                            "cpu"], stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     t1 = time.perf_counter()
-    replay = subprocess.run([*cli, "replay", "--fast", "--name", name, "--source-id", name,
-                             str(scan.spec.eeg_path)], capture_output=True, text=True, env=env,
-                            timeout=1800)
+    replay = subprocess.Popen([*cli, "replay", "--fast", "--name", name, "--source-id", name,
+                               str(scan.spec.eeg_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env)
     # The replay ends when everything is pushed; the engine works through what waits for it.
     deadline = time.monotonic() + 600
     n_rows = 0
@@ -82,7 +82,10 @@ def main(argv=None) -> int:
             break
     wall = time.perf_counter() - t1
     run.send_signal(2)
-    out, _ = run.communicate(timeout=60)
+    run.wait(timeout=60)
+    log.close()
+    out = (tmp / "run.log").read_text()
+    replay_out, _ = replay.communicate(timeout=60)  # it ends once the engine has disconnected
     summary = [ln for ln in out.splitlines() if ln.startswith("rtbold run: ") and "frames" in ln]
     pred = read_predictions(session)
     _, events = read_tsv(session / "events.tsv")
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
     diff = float(np.max(np.abs(pred["values"][:n] - expected[:n]))) if n else float("nan")
     print(f"fast replay of {n_vol} volumes ({scan.spec.eeg_path.name}) into rtbold run, defaults: "
           f"{wall:.0f} s wall")
-    print(f"  replay: {replay.stdout.strip().splitlines()[-1] if replay.stdout else replay.stderr}")
+    print(f"  replay: {replay_out.strip().splitlines()[-1]}")
     print(f"  {summary[-1] if summary else out[-500:]}")
     print(f"  frames {len(pred['values'])} of {len(items)} volumes, skipped {n_skip}, flagged "
           f"{flagged}; max |live - offline| {diff:.2e} (tolerance 1e-4)")

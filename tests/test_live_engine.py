@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import time
+from types import SimpleNamespace
 
 import numpy as np
+import pylsl
 import pytest
 import torch
 
@@ -15,7 +17,8 @@ from rtbold.stream.engine import LiveEngine
 from rtbold.stream.inlet import StreamNotFoundError
 from rtbold.stream.recorder import read_tsv
 
-from live_helpers import SyntheticSource, live_config, make_runner, montage_channels, unique_id
+from live_helpers import (SourceProcess, SyntheticSource, live_config, make_runner,
+                          montage_channels, unique_id)
 
 SFREQ = 250.0  # not 200 Hz, so the streaming resampler is exercised
 
@@ -193,20 +196,29 @@ def test_absent_marker_stream_falls_back_to_internal_clock(runner, tmp_path):
     assert "trigger_fallback" in [e[2] for e in events]
 
 
-def test_stale_ticks_skipped_when_behind(runner):
-    """TRs every 25 ms of wall time: the worker cannot keep up, skips stale ticks, records why."""
-    src = SyntheticSource(montage_channels(), SFREQ, 26.0, speed=40.0, tr=1.0)
-    # A live amplifier, not a replay: no back-pressure (which would keep every tick).
-    cfg = live_config(src, worker__skip_stale=True, worker__queue_size=4,
-                      worker__backpressure="off")
+def test_stale_ticks_skipped_when_behind(tmp_path):
+    """Real-time TRs every 50 ms: the worker cannot keep up, skips stale ticks, records why."""
+    name, sid = unique_id("stale"), unique_id("sid")
+    src = SimpleNamespace(name=name, source_id=sid, tr=0.05, measured=None)
+    cfg = live_config(src, tmp_path, worker__skip_stale=True, worker__queue_size=4)
     slow = make_runner(montage_channels(), size="small")
-    engine, frames, _, errors = _run(src, slow, cfg, settle=2.0)
-    assert not errors
+    frames = []
+    engine = LiveEngine(cfg, runner=slow, on_frame=frames.append)
+    with SourceProcess(name, sid, t0=pylsl.local_clock() - 17.0, tr=0.05, preroll_s=17.0,
+                       first_marker_s=16.5) as proc:
+        proc.start()
+        engine.start()
+        time.sleep(3.0)
+        proc.kill()
+        engine.stop()
     reasons = [s.reason for s in engine.skips]
     assert any(r in ("stale", "queue_full") for r in reasons)
-    # Every tick is accounted for: a frame or a recorded skip.
-    assert len(frames) + len(reasons) == len(src.onsets)
     assert frames, "the newest ticks must still produce frames"
+    # Every tick is accounted for: a frame or a recorded skip (those left at stop included).
+    _, events = read_tsv(engine.session_dir / "events.tsv")
+    n_markers = sum(e[2] == "marker" for e in events)
+    assert len(frames) + len(reasons) == n_markers
+    assert sum(e[2] == "skipped_tick" for e in events) == len(reasons)
 
 
 def test_stream_without_source_id_is_resolved_again(runner):

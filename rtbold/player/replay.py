@@ -322,6 +322,16 @@ class Replayer:
             raise RuntimeError(f"Replay of {self.path} failed: {self.error}") from self.error
         return not self._thread.is_alive()
 
+    def wait_consumers_gone(self, timeout: float = 24 * 3600.0) -> bool:
+        """Block until the EEG stream has no consumer (or :meth:`stop`, or ``timeout``)."""
+        eeg = self._outlets.get("eeg")
+        deadline = _lsl().local_clock() + timeout
+        while eeg is not None and not self._stop.is_set() and _lsl().local_clock() < deadline:
+            if not eeg.have_consumers():
+                return True
+            self._stop.wait(0.25)
+        return False
+
     def stream_time(self, k: int) -> float:
         """LSL timestamp of (global, loop-continued) sample ``k``."""
         if self.t0 is None:
@@ -497,8 +507,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="milliseconds per push")
     parser.add_argument("--no-measured", action="store_true",
                         help="do not publish measured region series found next to the file")
-    parser.add_argument("--linger", type=float, default=2.0,
-                        help="seconds to keep the streams open after the last sample (default 2)")
+    parser.add_argument("--linger", type=float, default=None,
+                        help="seconds to keep the streams open after the last sample (default 2; "
+                             "with --fast: until the consumer disconnects, since it may still be "
+                             "receiving: liblsl drops what an outlet has not sent when it closes)")
     parser.add_argument("--lsl-config", dest="replay_lsl_config", default=None, metavar="FILE",
                         help="liblsl configuration file to load first ('loopback' for the packaged "
                              "machine-only settings); same as the top-level --lsl-config")
@@ -525,8 +537,13 @@ def _main(args: argparse.Namespace) -> int:
     try:
         while not replayer.join(timeout=0.5):
             pass
-        if args.linger > 0:
-            replayer._stop.wait(args.linger)  # let consumers read the tail before the outlets close
+        if args.linger is None and args.fast:
+            print("All samples pushed; keeping the streams open until the consumer disconnects "
+                  "(Ctrl+C stops).", flush=True)
+            replayer.wait_consumers_gone()
+        elif (args.linger if args.linger is not None else 2.0) > 0:
+            # Let consumers read the tail before the outlets close.
+            replayer._stop.wait(args.linger if args.linger is not None else 2.0)
     finally:
         replayer.stop()
     print(f"Replay done: {replayer.n_pushed} samples pushed.")

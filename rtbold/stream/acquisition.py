@@ -19,8 +19,11 @@ Back-pressure
 -------------
 When the EEG runs ahead of real time (``rtbold replay --speed 10`` or ``--fast``: its
 timestamps lie in the future of the LSL clock) and ``worker.backpressure = "auto"``, acquisition
-stops pulling EEG while writing more would overwrite a window that a waiting tick still needs; the
-samples wait in liblsl's inlet buffer (sized by ``stream.max_buflen_s``) and no tick is dropped.
+holds back EEG while writing more would overwrite a window that a waiting tick still needs; the
+samples wait in a backlog in this process (at most ``stream.max_buflen_s`` of them, then in
+liblsl's inlet buffer) and no tick is dropped. They are pulled from liblsl at once regardless,
+because liblsl drops a lost inlet's unread samples: a replay that ends and closes its outlets
+while the engine is still behind loses nothing.
 A replay therefore gives the same frames at every speed.
 """
 
@@ -34,6 +37,7 @@ from collections import deque
 from typing import Callable
 
 import numpy as np
+import pylsl
 
 from .inlet import EEGInlet, MarkerInlet, ValueInlet, unit_text
 from .quality import AmplitudeCheck, ChannelQuality, EpisodeLog
@@ -116,6 +120,10 @@ class Acquisition(threading.Thread):
         self._halt = threading.Event()
         self._segment_start: float | None = None
         self._held: list[Tick] = []  # ticks that came before the first EEG sample
+        #: Chunks pulled but not yet written (back-pressure), at most about the inlet's buffer.
+        self._backlog: deque = deque()
+        self._backlog_n = 0
+        self._backlog_max = eeg.max_buflen * int(eeg.sfreq)
         self._first_time: float | None = None
         self._log = EpisodeLog(logger)
         sc = config.stream
@@ -179,13 +187,25 @@ class Acquisition(threading.Thread):
         """One pass: side streams, EEG (as much as is there and may be written), watchdogs."""
         ticks = self._pull_markers()
         self._pull_measured()
-        for _ in range(64):  # drain a backlog, but come back to the markers in between
-            if not self._may_pull():
+        # Pull what is there into our own memory first: liblsl drops a lost inlet's unread
+        # samples, so a backlog held back by back-pressure must not wait in liblsl's buffer.
+        for _ in range(64):
+            if self._backlog_n >= self._backlog_max:  # full: liblsl's buffer takes the rest
+                self.eeg.last_data_wall = time.monotonic()  # held back, not silent
                 break
             chunk = self.eeg.pull()
             if chunk is None:
                 break
             self._check_ahead()
+            self._backlog.append(chunk)
+            self._backlog_n += len(chunk.times)
+            if len(chunk.times) < self.eeg.max_chunk:
+                break
+        for _ in range(16):  # write what may be written, coming back to the markers between
+            if not self._backlog or not self._may_pull():
+                break
+            chunk = self._backlog.popleft()
+            self._backlog_n -= len(chunk.times)
             self._ingest(chunk)
             if self.clock.mode == "internal" and self._segment_start is not None:
                 first_full = self._segment_start + self.ring.window_samples / self.ring.sfreq
@@ -193,8 +213,6 @@ class Acquisition(threading.Thread):
             for tick in ticks:
                 self._enqueue(tick)
             ticks = self._pull_markers()
-            if len(chunk.times) < self.eeg.max_chunk:
-                break
         for tick in ticks:
             self._enqueue(tick)
         sc = self.config.stream
@@ -226,6 +244,7 @@ class Acquisition(threading.Thread):
         ticks = self.clock.on_markers(got)
         if ticks:
             self._last_marker_t = ticks[-1].t
+            self._check_ahead(ticks[-1].t - pylsl.local_clock(), "marker")
         else:
             self._markers_since_tick += [d for d, _ in got][:20]
             del self._markers_since_tick[:-20]
@@ -256,14 +275,14 @@ class Acquisition(threading.Thread):
             needed.append(self._last_marker_t + self.tr)
         return min(needed) if needed else None
 
-    def _check_ahead(self) -> None:
-        """Switch back-pressure on once the EEG runs ahead of real time (a replay)."""
+    def _check_ahead(self, lead_s: float | None = None, what: str = "EEG") -> None:
+        """Switch back-pressure on once a stream runs ahead of real time (a replay)."""
+        lead_s = self.eeg.lead_s if lead_s is None else lead_s
         if (not self.lossless and self.config.worker.backpressure == "auto"
-                and self.eeg.lead_s > _AHEAD_S):
+                and lead_s > _AHEAD_S):
             self.lossless = True
-            self.sink.event("replay", None, f"EEG stream {self.eeg.name!r} runs "
-                            f"{self.eeg.lead_s:.1f} s ahead of real time (a replay): "
-                            "back-pressure on, no TR is dropped")
+            self.sink.event("replay", None, f"{what} stream runs {lead_s:.1f} s ahead of real "
+                            "time (a replay): back-pressure on, no TR is dropped")
 
     def _may_pull(self) -> bool:
         if not self.lossless:
@@ -273,7 +292,9 @@ class Acquisition(threading.Thread):
         if latest is None or need is None:
             return True
         ring = self.ring
-        room = (ring.capacity - ring.window_samples) / ring.sfreq - _MARGIN_S - self.pre.delay_s
+        # Less one TR: the tick the worker has just taken may not show in busy_t yet.
+        room = ((ring.capacity - ring.window_samples) / ring.sfreq - _MARGIN_S - self.pre.delay_s
+                - self.tr)
         return latest < need + room
 
     def _enqueue(self, tick: Tick) -> None:
@@ -291,6 +312,10 @@ class Acquisition(threading.Thread):
             return
         if not self.lossless:
             while self.ticks.qsize() >= self.queue_size:
+                with self.ticks.mutex:
+                    head = self.ticks.queue[0] if self.ticks.queue else None
+                if head is None or pylsl.local_clock() - head.t < self.tr:
+                    break  # not behind real time (a replay ahead of it): keep every tick
                 try:  # drop the oldest: it is the stalest
                     old = self.ticks.get_nowait()
                 except queue.Empty:
@@ -309,6 +334,9 @@ class Acquisition(threading.Thread):
 
     def _watch_ticks(self) -> None:
         now = time.monotonic()
+        if self._backlog or not self.ticks.empty() or self.busy_t() is not None:
+            self._last_tick_wall = now  # frames are still coming from ticks already seen
+            return
         silent = now - self._last_tick_wall
         if silent < self.config.trigger.no_tick_trs * self.tr or now - self._no_tick_checked < 0.5:
             return

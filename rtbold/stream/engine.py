@@ -217,6 +217,12 @@ class LiveEngine:
                 time.sleep(0.01)
             self.worker.stop()
             self.worker.join(timeout)
+            if acq is not None:  # every tick is accounted for: those left are recorded
+                from .sink import Skip
+
+                while not acq.ticks.empty():
+                    tick = acq.ticks.get_nowait()
+                    self.sink.skip(Skip(tick.index, tick.t, "stopped", "the engine stopped"))
         for inlet in (self.inlet, self._marker_inlet, self._measured_inlet):
             if inlet is not None:
                 inlet.close()

@@ -37,7 +37,8 @@ class Skip:
 
     index: int
     t: float
-    reason: str  # "stale" | "queue_full" | "not_covered" | "gap" | "timeout" | "error"
+    #: "stale" | "queue_full" | "not_covered" | "gap" | "timeout" | "error" | "stopped"
+    reason: str
     detail: str = ""
 
 

@@ -278,7 +278,9 @@ class InferenceWorker(threading.Thread):
                 self.skip(tick, "stale", f"{behind:.2f} s behind real time, newer TRs waiting")
                 return
         if not self._wait_covered(tick.t):
-            if not self.stop_event.is_set():
+            if self.stop_event.is_set():
+                self.skip(tick, "stopped", "the engine stopped before its EEG came")
+            else:
                 self.skip(tick, "timeout", f"no EEG up to {tick.t:.3f} s within "
                           f"{self.max_wait_s:g} s")
             return
