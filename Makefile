@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Loopback-only LSL for everything started from here (tests, demo): no multicast off this machine.
 export LSLAPICFG := $(CURDIR)/configs/lsl-local.cfg
 
-.PHONY: setup demo demo-headless demo-model test clean
+.PHONY: setup demo demo-headless demo-model bench-data bench-accuracy test clean
 
 setup: $(VENV)/.installed
 
@@ -21,12 +21,23 @@ demo: setup
 demo-headless: setup
 	$(BIN)/rtbold --lsl-config configs/lsl-local.cfg demo --headless
 
-# Reproduce the packaged demo model (about 35 min on 2 CPU cores): simulate 18 subjects, train a
-# small UnEBOLT with configs/train_demo.toml, package the float16 bundle.
-demo-model: setup
-	test -d runs/sim_demo || $(BIN)/rtbold simulate runs/sim_demo --subjects 18 --seed 0
+# The benchmark data: 34 training subjects on real fMRI scans 0-16, and 6 held-out subjects
+# (other simulated parameters) on real scans 17-22 that no training or model selection sees.
+bench-data: setup
+	test -d runs/sim_train || $(BIN)/rtbold simulate runs/sim_train --subjects 34 --bold-scans 0-16 --seed 0
+	test -d runs/sim_heldout || $(BIN)/rtbold simulate runs/sim_heldout --subjects 6 --subject-offset 200 --bold-scans 17-22 --seed 0
+
+# Reproduce the packaged demo model (UnEBOLT-BP tiny, 3 epochs: about 45 min on 2 free CPU cores,
+# plus 7 min of simulation): train configs/train_demo.toml and package the float16 bundle.
+demo-model: bench-data
 	$(BIN)/rtbold train configs/train_demo.toml
-	cp runs/train_demo/bundle.safetensors rtbold/data/demo_unebolt_small.safetensors
+	cp runs/train_demo/bundle.safetensors rtbold/data/demo_unebolt_bp.safetensors
+
+# The held-out accuracy table of the README (every model on the same training data).
+bench-accuracy: bench-data
+	$(BIN)/python benchmarks/bench_accuracy.py --configs configs/bench/ridge.toml \
+	  configs/bench/ridge_sn.toml configs/train_demo.toml configs/bench/unebolt_tiny.toml \
+	  --seeds 0 --heldout runs/sim_heldout --out runs/bench
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q || { rc=$$?; \

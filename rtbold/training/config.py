@@ -169,9 +169,9 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
     cfg = from_dict(TrainConfig, raw, path.name)
     base = path.resolve().parent
     if cfg.data.root is not None and not cfg.data.root.is_absolute():
-        cfg.data.root = base / cfg.data.root
+        cfg.data.root = (base / cfg.data.root).resolve()
     if not cfg.output.dir.is_absolute():
-        cfg.output.dir = base / cfg.output.dir
+        cfg.output.dir = (base / cfg.output.dir).resolve()
     if cfg.train.labram_weights is not None and not cfg.train.labram_weights.is_absolute():
         cfg.train.labram_weights = base / cfg.train.labram_weights
     return validate_config(cfg, path.name)
