@@ -261,7 +261,9 @@ class RidgeConfig:
         return self.bandpower.n_samples
 
 
-def _check_names(ch_names: Sequence[str], n_rois: int) -> list[str]:
+def check_channels(ch_names: Sequence[str], n_rois: int) -> list[str]:
+    """Upper-cased channel names of a model input, refusing empty or duplicate names and
+    ``n_rois < 1`` (every rtbold model checks its constructor arguments with this)."""
     if int(n_rois) < 1:
         raise ValueError(f"n_rois must be >= 1, got {n_rois}")
     names = [str(c).strip().upper() for c in ch_names]
@@ -285,7 +287,7 @@ class RidgeBOLT(nn.Module):
     def __init__(self, cfg: RidgeConfig, n_rois: int, ch_names: Sequence[str]) -> None:
         super().__init__()
         self.cfg = cfg
-        self.ch_names = _check_names(ch_names, n_rois)
+        self.ch_names = check_channels(ch_names, n_rois)
         self.n_rois = int(n_rois)
         self.size = "custom"
         self.features = BandPowerFeatures(cfg.bandpower, len(self.ch_names))

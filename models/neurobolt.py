@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .bandpower import check_channels
 from .labram import LaBraMConfig, LaBraMEncoder
 from .spectral import SpectralConfig, SpectralEncoder
 
@@ -57,14 +58,7 @@ class EEGToBOLT(nn.Module):
 
     def __init__(self, cfg: NeuroBOLTConfig, n_rois: int, ch_names: Sequence[str]) -> None:
         super().__init__()
-        if int(n_rois) < 1:
-            raise ValueError(f"n_rois must be >= 1, got {n_rois}")
-        names = [str(c).strip().upper() for c in ch_names]
-        if not names:
-            raise ValueError("ch_names is empty: the model needs at least one EEG channel")
-        dupes = sorted({c for c in names if names.count(c) > 1})
-        if dupes:
-            raise ValueError(f"duplicate channel names (case-insensitive): {dupes}")
+        names = check_channels(ch_names, n_rois)
         if cfg.labram.embed_dim != cfg.spectral.embed_dim:
             raise ValueError(
                 f"the two encoders must have the same width: LaBraM gives {cfg.labram.embed_dim} "

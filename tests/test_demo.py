@@ -19,13 +19,17 @@ def recording(tmp_path_factory):
 
 def test_packaged_demo_model_and_held_out_recording(recording):
     meta = read_bundle_meta(demo.demo_bundle_path())
-    assert meta.model_name == "unebolt" and meta.model_size == "small"
+    assert meta.model_name == "unebolt" and meta.model_size == "tiny"
+    assert meta.extra["model_variant"] == "unebolt_bp" and meta.model_config["bandpower_branch"]
+    assert meta.model_config["bandpower"]["session_norm"]
     assert len(meta.roi_names) == 64 and len(meta.ch_names) == 26
     assert "semi-synthetic" in str(meta.notes)
     assert demo.demo_bundle_path().stat().st_size < 10 * 2**20
-    # The demo subject is not among the subjects the model was trained, validated or tested on.
+    # The demo subject is not among the subjects the model was trained or validated on, and its
+    # real fMRI scan (packaged scan 17) drove none of them (training used real scans 0-16).
     text = json.dumps(meta.training)
     assert f"sub-{demo.DEMO_SUBJECT + 1:02d}" not in text and "sub-01" in text
+    assert meta.training["data_root"].endswith("sim_train")
     assert recording.name == f"sub-{demo.DEMO_SUBJECT + 1:02d}_task-rest_run-01_eeg.vhdr"
 
 

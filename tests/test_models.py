@@ -56,7 +56,7 @@ def test_sizes_are_ordered():
     counts = {s: n_trainable(create_model("unebolt", size=s, n_rois=8, ch_names=VU))
               for s in ("tiny", "small", "base")}
     assert counts["tiny"] < counts["small"] < counts["base"]
-    assert list_models() == ["neurobolt", "ridge", "unebolt", "unebolt_bp"]
+    assert list_models() == ["neurobolt", "ridge", "unebolt", "ridge_sn", "unebolt_bp"]
     assert set(list_sizes()) == {"base", "small", "tiny"}
 
 
