@@ -104,6 +104,10 @@ def main(argv=None) -> int:
     print(f"  RSS after start {rss0:.0f} MiB, after a fifth of the run {after1[0]:.0f} MiB, end "
           f"{end_mb:.0f} MiB, max {max_mb:.0f} MiB -> growth after warm-up "
           f"{after1[-1] - after1[0]:+.1f} MiB")
+    if rss:
+        marks = [rss[min(len(rss) - 1, int(len(rss) * q / 6))][1] for q in range(6)]
+        print("  RSS at each sixth of the run (restarts at 2/6, 3/6 (markers), 4/6): "
+              + ", ".join(f"{m:.0f}" for m in marks) + f", {rss[-1][1]:.0f} MiB")
     print(f"  tick->published p50 first tenth {1e3 * np.median(lat[:k]):.1f} ms, last tenth "
           f"{1e3 * np.median(lat[-k:]):.1f} ms, p99 overall {1e3 * common.pct(lat, 99):.1f} ms")
     print(f"  session folder {size_mb:.0f} MiB")
