@@ -172,3 +172,32 @@ def test_feedback_target_on_a_subset_of_regions():
     assert diff.weights[1] != 0
     with pytest.raises(ValueError, match="region names"):
         FeedbackTarget.parse("network:Default", 10)
+
+
+def test_output_check_flags_nonfinite_and_constant_predictions():
+    from rtbold.stream.quality import OutputCheck
+
+    check = OutputCheck(n_trs=3)
+    rng = np.random.default_rng(0)
+    assert check.flags(np.array([np.nan, 1.0])) == ("nonfinite",)
+    assert [check.flags(rng.normal(size=2)) for _ in range(3)] == [(), (), ()]
+    same = np.array([0.44292, -0.1])
+    assert [check.flags(same) for _ in range(3)] == [(), (), ("constant",)]
+    assert check.flags(same + 1e-3) == ()  # varies again
+
+
+def test_channel_quality_flat_clipped_saturated():
+    from rtbold.stream.quality import ChannelQuality
+
+    sfreq = 100.0
+    q = ChannelQuality(["A", "B", "C", "D"], sfreq, saturation_uv=1000.0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 20, size=(100, 4))
+    x[:, 0] = 3.0  # flat
+    x[:, 1] = np.clip(x[:, 1], -10, 10)  # clipped at +-10 uV
+    x[:, 2] += 5000.0  # beyond the amplifier's range
+    times = np.arange(100) / sfreq
+    got = {flag: chans for flag, _, _, chans in q.add(x, times)}
+    assert got == {"flat": ("A",), "clipped": ("B",), "saturated": ("C",)}
+    x2 = rng.normal(0, 20, size=(100, 4))
+    assert q.add(x2, times + 1.0) == [] and q.current["flat"] == ()
