@@ -15,7 +15,6 @@ Every callback runs on one of these threads; a GUI forwards it with a Qt signal.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +72,6 @@ class LiveEngine:
         self._last_status = 0.0
         self._started = False
         self._stopped = False
-        self._status_lock = threading.Lock()
 
     # -- public -------------------------------------------------------------------------------
     @property
