@@ -27,10 +27,13 @@ from . import __version__
 logger = logging.getLogger(__name__)
 
 #: Packaged demo model (trained by `configs/train_demo.toml`, see README).
-DEMO_BUNDLE_NAME = "demo_unebolt_small.safetensors"
-#: Simulated subject index of the demo recording: its real BOLD is scan 22 of the packaged series
-#: (sub22-scan01), outside the demo model's training subjects (0-17).
-DEMO_SUBJECT = 22
+DEMO_BUNDLE_NAME = "demo_unebolt_bp.safetensors"
+#: Simulated subject index of the demo recording: the first subject of the held-out benchmark set
+#: (``rtbold simulate --subject-offset 200 --bold-scans 17-22``). Its simulated parameters and its
+#: real BOLD (packaged scan 17) were never used for training or model selection (subjects 0-33 on
+#: real scans 0-16).
+DEMO_SUBJECT = 200
+DEMO_BOLD_SCANS = "17-22"
 DEMO_VOLUMES = 200
 #: EEG pushed at once when the replay starts, so the first 16 s window exists right away.
 DEMO_PREROLL_S = 18.0
@@ -65,6 +68,7 @@ def demo_recording(root: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="demo-", dir=root.parent))
     try:
         simulate_dataset(tmp / "data", SimulatorConfig(n_subjects=1, subject_offset=DEMO_SUBJECT,
+                                                       bold_scans=DEMO_BOLD_SCANS,
                                                        n_volumes=DEMO_VOLUMES, seed=0),
                          progress=False)
         if root.exists():  # another process made it meanwhile
