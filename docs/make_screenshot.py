@@ -3,7 +3,8 @@
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py               # rtbold-demo.png
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py --positions   # glassbrain-difumo64-..
 
-The first is the demo window after 12 TRs of the packaged demo. ``--positions`` compares the
+The first is the demo window after 30 TRs of the packaged demo, FC view after global-signal
+regression. ``--positions`` compares the
 DiFuMo-64 glass-brain positions: the older hand-set ones (``difumo64_display_coords_approx.csv``)
 above, the ones computed from the DiFuMo maps (``difumo64_coords.csv``, what the window draws)
 below, markers coloured by Yeo-7 network.
@@ -24,20 +25,22 @@ logger = logging.getLogger("make_screenshot")
 
 
 def demo_screenshot(out: Path) -> None:
-    """The demo window after 12 TRs of the packaged demo replay."""
+    """The demo window after 30 TRs of the packaged demo replay (a full 30-TR FC window, shown
+    after global-signal regression)."""
     from PyQt6 import QtWidgets
 
     from rtbold import demo
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
-    replay, cfg = demo.start_replay(speed=4.0,
+    replay, cfg = demo.start_replay(speed=8.0,
                                     session_dir=Path("/tmp") / f"rtbold-shot-{os.getpid()}")
     win = demo.demo_window(cfg, exec_loop=False)
     win.resize(1600, 1000)
     win.show()
+    win.fc.kind_combo.setCurrentIndex(1)  # FC after GSR: network structure under the global part
     try:
-        deadline = time.monotonic() + 120
-        while win.history.n_total < 12 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while win.history.n_total < 30 and time.monotonic() < deadline:
             app.processEvents()
             time.sleep(0.02)
         win.draw_now()
