@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         meta = read_bundle_meta(runs[name][0][1])
         entry = {"n_seeds": len(vals), "train_seconds": float(np.nanmean(seconds)),
                  "model": meta.model_name, "size": meta.model_size,
-                 "variant": meta.extra.get("model_variant")}
+                 "variant": meta.model_variant}
         cells = []
         for m in METRICS:
             v = np.array([x[m] for x in vals if x[m] is not None], dtype=float)

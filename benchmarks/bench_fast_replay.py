@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from rtbold.player.synthetic import montage_channels
     from rtbold.simulator import simulate_dataset, simulator_config
     from rtbold.stream.recorder import read_predictions, read_tsv
-    from rtbold.training import load_scans, meta_dict, predict_items
+    from rtbold.training import load_scans, predict_items
 
     tmp = Path(tempfile.mkdtemp(prefix="rtbold-fast-"))
     t0 = time.perf_counter()
@@ -50,8 +50,7 @@ def main(argv=None) -> int:
     save_bundle(bundle, model, {"roi_names": list(load_atlas(64).roi_names), "tr": 2.1,
                                 "atlas": "DiFuMo64", "eeg_highpass_hz": 0.5, "marker": "R149"})
     model, meta = load_bundle(bundle)
-    meta = meta_dict(meta)
-    (scan,) = load_scans(data_config_for(meta, tmp / "sim"), meta["ch_names"], meta["roi_names"])
+    (scan,) = load_scans(data_config_for(meta, tmp / "sim"), meta.ch_names, meta.roi_names)
     items = [(0, int(k)) for k in scan.valid_indices]
     expected = predict_items(model, [scan], items, device="cpu")
     print(f"set-up (simulation, offline predictions) {time.perf_counter() - t0:.0f} s")

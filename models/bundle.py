@@ -52,8 +52,15 @@ class BundleMeta:
     sfreq: float = 200.0
     window_s: float = 16.0
     eeg_scale: float = 100.0            # model input = EEG in µV / eeg_scale
+    window_samples: int | None = None
     tr: float | None = None
     atlas: str | None = None
+    #: EEG high-pass (Hz) the model was trained with; offline and live preprocessing apply it
+    eeg_highpass_hz: float | None = None
+    #: fMRI volume marker of the training data (annotation description ends with it)
+    marker: str | None = None
+    #: registry variant the trainer was given (e.g. ``unebolt_bp``); ``model_name`` is its model
+    model_variant: str | None = None
     target_normalisation: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +83,9 @@ class BundleMeta:
         known = {k: v for k, v in data.items() if k in names and k != "extra"}
         extra = dict(data.get("extra") or {})
         extra.update({k: v for k, v in data.items() if k not in names})
+        # bundles written before a key became a field keep it under "extra": lift it
+        for key in [k for k in extra if k in names and k != "extra"]:
+            known.setdefault(key, extra.pop(key))
         meta = cls(**known, extra=extra)
         meta._validate(source)
         return meta
@@ -113,6 +123,13 @@ class BundleMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field, or a key of ``extra`` (metadata written by other tools), else ``default``."""
+        if key in {f.name for f in fields(self)} and key != "extra":
+            value = getattr(self, key)
+            return default if value is None else value
+        return self.extra.get(key, default)
 
     @property
     def n_samples(self) -> int:

@@ -179,15 +179,15 @@ def fit_baselines(scans: list, train_items: list, ch_names: Sequence[str], *,
     return {"ridge baseline": ridge.eval(), "mean baseline": mean.eval()}
 
 
-def data_config_for(meta: dict, data: str | Path, *, missing_channels: str = "refuse"):
+def data_config_for(meta, data: str | Path, *, missing_channels: str = "refuse"):
     """How to read a dataset for a bundle: its marker, regions and EEG high-pass (the same
     preprocessing the model was trained with; the live engine applies it too)."""
     from .training import DataConfig
 
-    n = len(meta["roi_names"])
-    return DataConfig(root=Path(data), marker=meta.get("marker", "R149"),
+    n = len(meta.roi_names)
+    return DataConfig(root=Path(data), marker=meta.marker or "R149",
                       n_regions=n if n in (64, 128, 256) else 64,
-                      missing_channels=missing_channels, highpass=meta.get("eeg_highpass_hz"))
+                      missing_channels=missing_channels, highpass=meta.eeg_highpass_hz)
 
 
 def _same_root(a: str | Path | None, b: str | Path | None) -> bool:
@@ -199,15 +199,15 @@ def _same_root(a: str | Path | None, b: str | Path | None) -> bool:
         return False
 
 
-def _seen_scans(meta: dict) -> set[str]:
+def _seen_scans(meta) -> set[str]:
     """Scan ids a bundle was trained or selected on (train + val parts of its split)."""
-    assignment = (meta.get("training") or {}).get("assignment") or {}
-    if (meta.get("training") or {}).get("protocol") == "intra_scan":
+    assignment = meta.training.get("assignment") or {}
+    if meta.training.get("protocol") == "intra_scan":
         return set()  # every scan is seen, but only in time windows; handled by the split
     return {x for part in ("train", "val") for x in assignment.get(part, [])}
 
 
-def evaluation_items(meta: dict, scans: list, data: Path, split: str
+def evaluation_items(meta, scans: list, data: Path, split: str
                      ) -> tuple[list[tuple[int, int]], str, str]:
     """Which windows to score for a bundle: ``(items, protocol, description)``.
 
@@ -217,7 +217,7 @@ def evaluation_items(meta: dict, scans: list, data: Path, split: str
     """
     from .training import make_split, scan_id
 
-    training = meta.get("training") or {}
+    training = meta.training
     own_data = _same_root(training.get("data_root"), data)
     protocol = training.get("protocol", "cross_subject")
     if split not in ("auto", "test", "all"):
@@ -284,18 +284,18 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
 
     from .metrics import aggregate, scan_metrics
     from .report import markdown_table, write_report
-    from .training import load_scans, meta_dict, networks_for, per_scan, predict_items, scan_id
+    from .training import load_scans, networks_for, per_scan, predict_items, scan_id
 
     bundles = [Path(b) for b in bundles]
     if not bundles:
         raise ValueError("give at least one bundle to evaluate.")
     data = Path(data)
     dev = select_device(device)
-    metas = [meta_dict(read_bundle_meta(b)) for b in bundles]
-    roi_names = list(metas[0]["roi_names"])
+    metas = [read_bundle_meta(b) for b in bundles]
+    roi_names = list(metas[0].roi_names)
     for b, m in zip(bundles[1:], metas[1:]):
-        if list(m["roi_names"]) != roi_names:
-            raise ValueError(f"{b} predicts {len(m['roi_names'])} regions that differ from "
+        if list(m.roi_names) != roi_names:
+            raise ValueError(f"{b} predicts {len(m.roi_names)} regions that differ from "
                              f"{bundles[0]}'s {len(roi_names)}; compare bundles of one atlas "
                              "and region list.")
     labels = list(labels) if labels else _labels(bundles, metas)
@@ -305,11 +305,11 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
 
     cache: dict[tuple, list] = {}
 
-    def scans_for(meta: dict, root: Path, max_windows: int | None = max_windows_per_scan) -> list:
+    def scans_for(meta, root: Path, max_windows: int | None = max_windows_per_scan) -> list:
         cfg = data_config_for(meta, root, missing_channels=missing_channels)
-        key = (str(root), tuple(meta["ch_names"]), cfg.highpass, cfg.marker, max_windows)
+        key = (str(root), tuple(meta.ch_names), cfg.highpass, cfg.marker, max_windows)
         if key not in cache:
-            cache[key] = load_scans(cfg, list(meta["ch_names"]), roi_names, max_windows)
+            cache[key] = load_scans(cfg, list(meta.ch_names), roi_names, max_windows)
         return cache[key]
 
     scans0 = scans_for(metas[0], data)
@@ -317,7 +317,7 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
     scored = sorted({scan_id(scans0[s]) for s, _ in items})
     for b, m in zip(bundles, metas):
         leak = sorted(_seen_scans(m) & set(scored)) if _same_root(
-            (m.get("training") or {}).get("data_root"), data) else []
+            m.training.get("data_root"), data) else []
         if leak:
             raise ValueError(f"{b} was trained or selected on {len(leak)} of the scored scans "
                              f"({leak[:3]}); in-sample numbers are not reported. Evaluate it on "
@@ -363,7 +363,7 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
                      ceiling_region_r=ceil["region_r"] if ceil else None,
                      extra={"bundle": str(b), "data_root": str(data), "split": described,
                             "protocol": protocol, "n_windows": len(items),
-                            "ceiling_detail": ceil, "bundle_notes": m.get("notes", ""),
+                            "ceiling_detail": ceil, "bundle_notes": m.notes,
                             "baselines": baseline_note})
         reports[label] = str(folder)
     table = markdown_table(results, ceiling)
@@ -375,12 +375,12 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
             "reports": reports, "split": described, "table": table, "baselines": baseline_note}
 
 
-def _labels(bundles: Sequence[Path], metas: Sequence[dict]) -> list[str]:
+def _labels(bundles: Sequence[Path], metas: Sequence) -> list[str]:
     names = {"unebolt": "UnEBOLT", "neurobolt": "NeuroBOLT", "ridge": "ridge"}
     labels = []
     for b, m in zip(bundles, metas):
-        base = names.get(m.get("model_name", ""), m.get("model_name", "model"))
-        variant = m.get("model_variant") or ""
+        base = names.get(m.model_name, m.model_name)
+        variant = m.model_variant or ""
         base = {"unebolt_bp": "UnEBOLT-BP", "ridge_sn": "ridge-SN"}.get(variant, base)
         labels.append(base)
     if len(set(labels)) < len(labels):  # same model twice: say which file
@@ -392,11 +392,11 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
 
 
-def _baselines_on_training_data(meta: dict, bundle: Path, scans_for, roi_names) -> tuple[dict, str]:
+def _baselines_on_training_data(meta, bundle: Path, scans_for, roi_names) -> tuple[dict, str]:
     """Fit the baselines on the bundle's own training scans (its recorded data root and split)."""
     from .training import make_split, scan_id
 
-    training = meta.get("training") or {}
+    training = meta.training
     root = training.get("data_root")
     if not root or not Path(root).is_dir():
         raise ValueError(f"--baselines fits the baselines on {bundle}'s training data, recorded as "
@@ -415,11 +415,11 @@ def _baselines_on_training_data(meta: dict, bundle: Path, scans_for, roi_names) 
     note = (f"ridge and mean fitted on the training part of {bundle.name}'s split of {root} "
             f"({n_scans} scans, {len(train_items)} windows; e.g. "
             f"{scan_id(scans[train_items[0][0]])})")
-    bp = (meta.get("model_config") or {}).get("bandpower") or {}
+    bp = meta.model_config.get("bandpower") or {}
     prior = bp.get("session_prior_windows") if bp.get("session_norm") else None
     if prior is not None:
         note += "; session-normalised features, as the bundle's"
-    return fit_baselines(scans, train_items, meta["ch_names"],
+    return fit_baselines(scans, train_items, meta.ch_names,
                          max_windows=recorded.get("ridge_max_windows"),
                          session_prior_windows=prior), note
 
@@ -465,11 +465,10 @@ def describe(bundle: str | Path) -> str:
 
     from .metrics import METRIC_NAMES
     from .report import markdown_table
-    from .training import meta_dict
 
-    meta = meta_dict(models.read_bundle_meta(bundle))
+    meta = models.read_bundle_meta(bundle)
     text = [str(models.describe_bundle(bundle))]
-    training = meta.get("training") or {}
+    training = meta.training
     split = training.get("split") or {}
     for part in ("train", "val", "test"):
         if isinstance(split.get(part), dict):
@@ -479,10 +478,10 @@ def describe(bundle: str | Path) -> str:
     if training.get("best_epoch"):
         text.append(f"best epoch     {training['best_epoch']} of {training.get('epochs')} "
                     f"(selected on validation {training.get('select_on', '?')})")
-    agg = (meta.get("metrics") or {}).get("test_aggregate")
+    agg = meta.metrics.get("test_aggregate")
     if agg:
         text.append("test metrics (mean (std) over test scans):")
-        text.append(markdown_table({meta.get("model_name", "model"): agg}, None, METRIC_NAMES))
+        text.append(markdown_table({meta.model_name: agg}, None, METRIC_NAMES))
     return "\n".join(text)
 
 
@@ -537,9 +536,7 @@ def _cmd_info(args) -> int:
     if args.json:
         from rtbold.models import read_bundle_meta
 
-        from .training import meta_dict
-
-        print(json.dumps(meta_dict(read_bundle_meta(args.bundle)), indent=1, default=str))
+        print(json.dumps(read_bundle_meta(args.bundle).to_dict(), indent=1, default=str))
     else:
         print(describe(args.bundle))
     return 0

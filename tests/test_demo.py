@@ -20,7 +20,7 @@ def recording(tmp_path_factory):
 def test_packaged_demo_model_and_held_out_recording(recording):
     meta = read_bundle_meta(demo.demo_bundle_path())
     assert meta.model_name == "unebolt" and meta.model_size == "tiny"
-    assert meta.extra["model_variant"] == "unebolt_bp" and meta.model_config["bandpower_branch"]
+    assert meta.model_variant == "unebolt_bp" and meta.model_config["bandpower_branch"]
     assert meta.model_config["bandpower"]["session_norm"]
     assert len(meta.roi_names) == 64 and len(meta.ch_names) == 26
     assert "semi-synthetic" in str(meta.notes)

@@ -21,7 +21,7 @@ from rtbold.stream.config import LiveConfig
 from rtbold.stream.engine import LiveEngine
 from rtbold.player.replay import Replayer
 from rtbold.stream.worker import ModelRunner
-from rtbold.training import load_scans, meta_dict, predict_items
+from rtbold.training import load_scans, predict_items
 
 from live_helpers import live_config, montage_channels, unique_id
 
@@ -63,9 +63,8 @@ def bundle(request, tmp_path_factory):
 def offline(dataset, bundle):
     """Predictions of the offline evaluator's path (data settings from the bundle)."""
     model, meta = load_bundle(bundle)
-    meta = meta_dict(meta)
     assert data_config_for(meta, dataset).highpass == 0.5
-    (scan,) = load_scans(data_config_for(meta, dataset), meta["ch_names"], meta["roi_names"])
+    (scan,) = load_scans(data_config_for(meta, dataset), meta.ch_names, meta.roi_names)
     items = [(0, int(k)) for k in scan.valid_indices]
     assert len(items) == N_VOLUMES
     return scan, predict_items(model, [scan], items, device="cpu")

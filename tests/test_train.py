@@ -217,6 +217,9 @@ def test_one_epoch_run_writes_complete_bundle_and_resumes(tiny_bids, tmp_path):
     assert log[0]["val"]["n_windows"] > 0 and np.isfinite(log[0]["val"]["mse"])
     assert "tcorr" in log[0]["val"] and np.isfinite(log[0]["train_loss"])
     model, meta = load_bundle(res.bundle)
+    # one schema: every field the trainer writes is a BundleMeta field, none lands in "extra"
+    assert meta.extra == {} and meta.eeg_highpass_hz is None and meta.marker == "R149"
+    assert meta.model_variant == "unebolt" and meta.window_samples == 3200
     md = meta if isinstance(meta, dict) else getattr(meta, "__dict__", {})
     flat = json.dumps(md, default=str)
     for key in ("ch_names", "roi_names", "tr", "sfreq", "target_normalisation", "atlas",

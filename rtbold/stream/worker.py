@@ -27,22 +27,6 @@ from .trclock import Tick
 logger = logging.getLogger(__name__)
 
 
-def _meta_get(meta: Any, *names: str, default: Any = None) -> Any:
-    """Field of a bundle's metadata (attribute or mapping), trying several names."""
-    for name in names:
-        if isinstance(meta, dict) and name in meta:
-            return meta[name]
-        if hasattr(meta, name):
-            return getattr(meta, name)
-    for sub in ("metadata", "extra"):
-        inner = meta.get(sub) if isinstance(meta, dict) else getattr(meta, sub, None)
-        if isinstance(inner, dict):
-            for name in names:
-                if name in inner:
-                    return inner[name]
-    return default
-
-
 @dataclass
 class ModelRunner:
     """A loaded model and what the engine needs to know about it.
@@ -72,26 +56,21 @@ class ModelRunner:
 
         dev = select_device(device)
         model, meta = load_bundle(path, device=dev)
-        ch_names = _meta_get(meta, "ch_names")
-        roi_names = _meta_get(meta, "roi_names")
-        if not ch_names or not roi_names:
-            raise ValueError(f"Model bundle {path} does not name its channels and regions "
-                             "(ch_names / roi_names); re-save it with rtbold's trainer.")
         from ..preprocessing import EEG_SCALE, SFREQ, WINDOW_S
 
-        for key, want in (("sfreq", SFREQ), ("window_s", WINDOW_S), ("eeg_scale", EEG_SCALE)):
-            got = _meta_get(meta, key, default=want)
-            if got is not None and abs(float(got) - want) > 1e-9:
+        try:  # what the live chain feeds: 200 Hz, 16-s windows, µV / 100
+            meta.check_compatible(sfreq=SFREQ)
+        except ValueError as err:
+            raise ValueError(f"Model bundle {path}: {err}. Retrain or convert it.") from None
+        for key, want in (("window_s", WINDOW_S), ("eeg_scale", EEG_SCALE)):
+            got = getattr(meta, key)
+            if abs(float(got) - want) > 1e-9:
                 raise ValueError(f"Model bundle {path} expects {key}={got}; the live engine feeds "
                                  f"{key}={want:g} (rtbold.preprocessing). Retrain or convert it.")
-        tr = _meta_get(meta, "tr")
-        name = _meta_get(meta, "model_name", "name", default="") or ""
-        size = _meta_get(meta, "model_size", default="") or ""
-        return cls(model=model, ch_names=list(ch_names), roi_names=list(roi_names),
-                   tr=float(tr) if tr else None, sfreq=SFREQ,
-                   name=f"{name}-{size} ({Path(path).name})" if name else Path(path).name,
-                   device=dev, atlas=str(_meta_get(meta, "atlas", default="") or ""),
-                   highpass_hz=_meta_get(meta, "eeg_highpass_hz"))
+        return cls(model=model, ch_names=list(meta.ch_names), roi_names=list(meta.roi_names),
+                   tr=float(meta.tr) if meta.tr else None, sfreq=SFREQ,
+                   name=f"{meta.model_name}-{meta.model_size} ({Path(path).name})",
+                   device=dev, atlas=meta.atlas or "", highpass_hz=meta.eeg_highpass_hz)
 
     def __post_init__(self) -> None:
         import torch

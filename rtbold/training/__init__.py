@@ -25,7 +25,7 @@ from .data import (DataSplit, default_channels, load_scans, make_split, networks
                    resolve_roi_names, scan_id, targets_of)
 from .distributed import Dist, init_distributed, weights_digest
 from .loop import TrainResult, augment, progress_bar, train
-from .metadata import build_metadata, json_default, meta_dict
+from .metadata import build_metadata, json_default
 from .predict import (VALIDATION_METRICS, autocast, bf16_available, cpu_supports_bf16,
                       predict_items, validate)
 from .ridge import fit_ridge, item_features, subsample_items
@@ -37,7 +37,7 @@ __all__ = ["BUNDLE_NAME", "CHECKPOINT_DIR", "LOG_NAME", "DataConfig", "ModelConf
            "resolve_loss", "validate_config", "DataSplit", "default_channels", "load_scans",
            "make_split", "networks_for", "per_scan", "resolve_roi_names", "scan_id", "targets_of",
            "Dist", "init_distributed", "weights_digest", "TrainResult", "train", "build_metadata",
-           "json_default", "meta_dict", "autocast", "predict_items", "validate",
+           "json_default", "autocast", "predict_items", "validate",
            "ChunkBatchSampler", "contiguous_runs", "runs_by_scan", "lr_schedule", "param_groups",
            "resolve_layer_decay", "augment", "progress_bar", "VALIDATION_METRICS",
            "bf16_available", "cpu_supports_bf16", "fit_ridge", "item_features",

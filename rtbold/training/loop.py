@@ -33,7 +33,7 @@ from .config import TrainConfig, resolve_layer_decay, resolve_loss, validate_con
 from .data import DataSplit, default_channels, load_scans, make_split, networks_for, \
     resolve_roi_names
 from .distributed import Dist, init_distributed, weights_digest
-from .metadata import build_metadata, json_default, meta_dict
+from .metadata import build_metadata, json_default
 from .predict import autocast, bf16_available, model_inputs, validate
 from .ridge import SessionWindowDataset, fit_ridge, fit_session_ridge, session_table
 from .sampling import ChunkBatchSampler, runs_by_scan
@@ -71,7 +71,7 @@ class _Run:
     roi_names: list[str]
     networks: list[str]
     tr: float
-    meta_init: dict
+    meta_init: Any  # BundleMeta of a fine-tuned bundle, else None
     # None for the closed-form ridge model (no epochs)
     optimizer: Any = None
     sampler: ChunkBatchSampler | None = None
@@ -351,20 +351,17 @@ def _initial_model(cfg: TrainConfig, init_bundle: str | Path | None):
             missing, unexpected = load_labram_weights(model, cfg.train.labram_weights)
             logger.info("LaBraM weights from %s: %d missing, %d unexpected keys",
                         cfg.train.labram_weights, len(missing), len(unexpected))
-        return model, ch_names, roi_names, {}
+        return model, ch_names, roi_names, None
 
     from rtbold.models import load_bundle
 
     model, bmeta = load_bundle(init_bundle, device="cpu")
-    meta_init = meta_dict(bmeta)
-    ch_names = list(meta_init.get("ch_names") or meta_init.get("channels"))
-    roi_names = list(meta_init.get("roi_names"))
-    cfg.model.name = meta_init.get("model_name", cfg.model.name)
-    cfg.model.size = meta_init.get("model_size", cfg.model.size)
+    ch_names, roi_names = list(bmeta.ch_names), list(bmeta.roi_names)
+    cfg.model.name, cfg.model.size = bmeta.model_name, bmeta.model_size
     if len(roi_names) in (64, 128, 256):
         cfg.data.n_regions = len(roi_names)
     # the EEG must be filtered as it was for the bundle (the live path applies the same)
-    hp = meta_init.get("eeg_highpass_hz")
+    hp = bmeta.eeg_highpass_hz
     if cfg.data.highpass is None and hp is not None:
         cfg.data.highpass = hp
     elif cfg.data.highpass != hp:
@@ -373,7 +370,7 @@ def _initial_model(cfg: TrainConfig, init_bundle: str | Path | None):
                        cfg.data.highpass)
     logger.info("Fine-tuning from %s (%d channels, %d regions)", init_bundle, len(ch_names),
                 len(roi_names))
-    return model, ch_names, roi_names, meta_init
+    return model, ch_names, roi_names, bmeta
 
 
 def _train_epoch(run: _Run, epoch: int, iteration: int, bar, show: bool,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -26,21 +25,8 @@ def json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def meta_dict(meta) -> dict:
-    """Bundle metadata as a plain dict (a dict, or a dataclass whose ``extra`` is merged in)."""
-    if isinstance(meta, dict):
-        return meta
-    if dataclasses.is_dataclass(meta):
-        d = dataclasses.asdict(meta)
-        extra = d.pop("extra", None)
-        if isinstance(extra, dict):
-            d = {**extra, **d}
-        return d
-    return dict(vars(meta))
-
-
 def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, tr: float, best,
-                   test, test_scans, history, init_meta: dict | None = None,
+                   test, test_scans, history, init_meta=None,
                    ddp: dict | None = None) -> dict:
     """Everything a bundle must say about itself (ARCHITECTURE.md invariant 4)."""
     from .. import __version__
@@ -54,9 +40,9 @@ def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, t
     if root is not None and (root / SIM_DERIVATIVES).is_dir():
         notes.append("trained on semi-synthetic data (rtbold simulator output under "
                      f"{SIM_DERIVATIVES}); accuracy on real EEG-fMRI is not established by it")
-    if init_meta:
+    if init_meta is not None:  # the BundleMeta of the fine-tuned bundle
         notes.append(f"fine-tuned from a bundle trained on "
-                     f"{(init_meta.get('training') or {}).get('data_root', 'unknown data')}")
+                     f"{init_meta.training.get('data_root', 'unknown data')}")
     if cfg.train.max_windows_per_scan:
         notes.append(f"quick run: at most {cfg.train.max_windows_per_scan} windows per scan")
     test_agg = aggregate(test_scans) if test_scans else None
@@ -77,7 +63,8 @@ def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, t
         "eeg_highpass_hz": cfg.data.highpass,
         "tr": tr,
         "roi_names": list(roi_names),
-        "atlas": (init_meta or {}).get("atlas") or f"DiFuMo{cfg.data.n_regions}",
+        "atlas": (init_meta.atlas if init_meta is not None else None)
+        or f"DiFuMo{cfg.data.n_regions}",
         "marker": cfg.data.marker,
         "target_normalisation": {
             "method": "lowpass_robust_p95", "cutoff_hz": TARGET_CUTOFF_HZ,
