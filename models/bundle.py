@@ -306,8 +306,10 @@ def read_bundle_meta(path: str | Path) -> BundleMeta:
 
 def _pickle_refusal(path: Path) -> str:
     return (f"{path} is a pickled torch checkpoint; loading it can run arbitrary code, so rtbold "
-            f"refuses by default. If you trust its origin, load it with trust_pickle=True "
-            f"(CLI: --trust-pickle) and re-save it as a .safetensors bundle.")
+            f"refuses by default. If you trust its origin, convert it once in Python: "
+            f"model, meta = rtbold.models.load_bundle({str(path)!r}, trust_pickle=True); "
+            f"rtbold.models.save_bundle('model.safetensors', model, meta.to_dict()); then "
+            f"give rtbold the .safetensors file (run, evaluate and finetune take bundles only).")
 
 
 def _load_pickled(path: Path) -> tuple[BundleMeta, dict[str, torch.Tensor]]:

@@ -175,6 +175,20 @@ def test_pickle_refused_unless_trusted(bundle, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert meta2.roi_names == ROIS
+    # the conversion the refusal message spells out gives a bundle that loads without pickle
+    save_bundle(tmp_path / "model.safetensors", loaded, meta2.to_dict())
+    again, meta3 = load_bundle(tmp_path / "model.safetensors")
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+    assert meta3.roi_names == ROIS and "--trust-pickle" not in _refusal(ckpt)
+
+
+def _refusal(path) -> str:
+    try:
+        load_bundle(path)
+    except ValueError as err:
+        return str(err)
+    raise AssertionError("pickle not refused")
 
 
 def test_save_validation(tmp_path):
