@@ -52,10 +52,12 @@ class StatusView(QtWidgets.QWidget):
         for key, label in (("connected", "Connection"), ("stream", "Stream"),
                            ("rate", "Effective rate"), ("lost", "Lost samples"),
                            ("last_tick", "Last tick"), ("frames", "Frames"),
+                           ("streams", "Inlets"), ("clock", "TR clock"),
+                           ("bad", "Channel flags"), ("waiting", "No TR because"),
                            ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
             w = QtWidgets.QLabel("—")
             w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            w.setWordWrap(key in ("bundle", "message"))
+            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad"))
             self.fields[key] = w
             form.addRow(label, w)
         self.buffer = QtWidgets.QProgressBar()
@@ -112,8 +114,8 @@ class StatusView(QtWidgets.QWidget):
         f = self.fields
         if status is None:
             f["connected"].setText(f"<span style='color:{theme.MUTED}'>● not running</span>")
-            for k in ("stream", "rate", "lost", "last_tick", "frames", "device", "bundle",
-                      "message"):
+            for k in ("stream", "rate", "lost", "last_tick", "frames", "streams", "clock", "bad",
+                      "waiting", "device", "bundle", "message"):
                 f[k].setText("—")
             self.buffer.setValue(0)
             return
@@ -133,6 +135,21 @@ class StatusView(QtWidgets.QWidget):
         f["last_tick"].setText("—" if tick is None else f"{tick:.3f} s (stream time)")
         f["frames"].setText(f"{getattr(status, 'n_frames', 0)} "
                             f"({getattr(status, 'n_skipped', 0)} skipped)")
+        # what the engine says about each inlet, its clock and why no TR has come (issue 9)
+        streams = getattr(status, "streams", None) or {}
+        f["streams"].setText("<br>".join(
+            f"{k}: <span style='color:{theme.OK if v.endswith('connected') else theme.ERROR}'>"
+            f"{v}</span>" for k, v in streams.items()) or "—")
+        n_rec = int(getattr(status, "n_reconnects", 0) or 0)
+        clock = str(getattr(status, "clock", "") or "—")
+        f["clock"].setText(clock + (f" · {n_rec} reconnection{'s' if n_rec != 1 else ''}"
+                                    if n_rec else ""))
+        bad = getattr(status, "bad_channels", None) or {}
+        f["bad"].setText("; ".join(f"{flag}: {', '.join(chs)}" for flag, chs in bad.items())
+                         or "none")
+        waiting = str(getattr(status, "waiting_for", "") or "")
+        f["waiting"].setText(f"<span style='color:{theme.ERROR}'>{waiting}</span>" if waiting
+                             else "—")
         f["device"].setText(str(getattr(status, "device", "") or "—"))
         f["bundle"].setText(str(getattr(status, "bundle", "") or "—"))
         f["message"].setText(str(getattr(status, "message", "") or ""))

@@ -429,7 +429,10 @@ def test_errors_and_status_shown_in_window(window, qtbot):
     assert window.status_view.errors.item(0).text().endswith("(×2)")
     status = EngineStatus(connected=True, stream_name="amp", effective_sfreq=199.97,
                           lost_samples=12, buffer_fill=0.5, last_tick=123.4, device="cpu",
-                          bundle="tiny.rtbold", n_frames=7, n_skipped=1)
+                          bundle="tiny.rtbold", n_frames=7, n_skipped=1,
+                          waiting_for="no TR for 5 s: no markers matching 'R149' seen",
+                          streams={"eeg": "amp: connected", "markers": "amp-markers: absent for 10.0 s"},
+                          clock="internal", n_reconnects=2, bad_channels={"flat": ["O1", "O2"]})
     window.bridge.on_status(status)
     src = SyntheticFrames(seed=4)
     window.bridge.on_frame(src.next())
@@ -439,6 +442,14 @@ def test_errors_and_status_shown_in_window(window, qtbot):
     assert "connected" in f["connected"].text() and "199.97 Hz" == f["rate"].text()
     assert ">12<" in f["lost"].text() and window.status_view.buffer.value() == 50
     assert f["frames"].text() == "7 (1 skipped)"
+    # the engine's own account of its inlets, clock and silence is shown, not only logged
+    assert "no markers matching 'R149'" in f["waiting"].text()
+    assert "amp-markers: absent" in f["streams"].text() and theme.ERROR in f["streams"].text()
+    assert f["clock"].text() == "internal · 2 reconnections"
+    assert f["bad"].text() == "flat: O1, O2"
+    window.bridge.on_status(EngineStatus(connected=True, streams={"eeg": "amp: connected"}))
+    qtbot.waitUntil(lambda: f["waiting"].text() == "—", timeout=3000)
+    assert f["bad"].text() == "none"
     table = window.status_view.latency
     assert [table.item(r, 0).text() for r in range(table.rowCount())][:2] == \
         ["window_ready", "inference_start"]
