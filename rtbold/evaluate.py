@@ -161,13 +161,13 @@ def fit_baselines(scans: list, train_items: list, ch_names: Sequence[str], *,
     from .training import fit_ridge
     from .training.ridge import fit_session_ridge
 
-    name = "ridge" if session_prior_windows is None else "ridge_sn"
-    ridge = create_model(name, n_rois=len(scans[train_items[0][0]].roi_names),
-                         ch_names=list(ch_names))
+    n_rois = len(scans[train_items[0][0]].roi_names)
     if session_prior_windows is None:
+        ridge = create_model("ridge", n_rois=n_rois, ch_names=list(ch_names))
         est = fit_ridge(scans, train_items, max_windows=max_windows)
     else:
-        ridge.features.cfg.session_prior_windows = float(session_prior_windows)
+        ridge = create_model("ridge_sn", n_rois=n_rois, ch_names=list(ch_names),
+                             bandpower={"session_prior_windows": float(session_prior_windows)})
         est, prior_mean, prior_scale, _ = fit_session_ridge(
             scans, train_items, [s for s, _ in train_items], session_prior_windows,
             max_windows=max_windows)

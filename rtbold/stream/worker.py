@@ -48,6 +48,7 @@ class ModelRunner:
     #: running statistics of a session-normalised model (rtbold.models.SessionNormaliser):
     #: every predicted window updates them, as the offline evaluator's causal statistics do
     _session: Any = field(default=None, repr=False)
+    _session_features: Any = field(default=None, repr=False)
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "auto") -> "ModelRunner":
@@ -81,8 +82,9 @@ class ModelRunner:
         self.model.to(self.device)
         from rtbold.models import session_features
 
-        feats = session_features(self.model)
-        self._session = feats.session_normaliser() if feats is not None else None
+        self._session_features = session_features(self.model)
+        self._session = (self._session_features.session_normaliser()
+                         if self._session_features is not None else None)
 
     @property
     def session_windows(self) -> int | None:
@@ -103,15 +105,12 @@ class ModelRunner:
         """
         import torch
 
-        from rtbold.models import session_features
-
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
             x = x.to(self.device)
             kwargs = {}
             if self._session is not None:
-                feats = session_features(self.model)
-                f = feats.log_power(x)[0].reshape(-1).cpu().numpy()
+                f = self._session_features.log_power(x)[0].reshape(-1).cpu().numpy()
                 mean, scale = (self._session.update(f) if update_session
                                else self._session.stats())
                 kwargs["feature_stats"] = tuple(
