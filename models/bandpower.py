@@ -147,13 +147,19 @@ class BandPowerFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> torch.Tensor:
-        f = self.log_power(x)
-        shape = f.shape
-        flat = f.reshape(shape[0], -1)
+        return self.standardise(self.log_power(x).flatten(1), stats)
+
+    def standardise(self, raw: torch.Tensor,
+                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Raw log power (B, n_features), e.g. cached, -> the model's features
+        (B, n_segments, C, n_bands): session statistics first (with ``session_norm``), then the
+        stored ``mean`` / ``scale``."""
+        flat = raw.float()
         if self.cfg.session_norm:
             m, s = stats if stats is not None else (self.prior_mean, self.prior_scale)
             flat = (flat - m.to(flat)) / s.to(flat)
-        return ((flat - self.mean) / self.scale).reshape(shape)
+        flat = (flat - self.mean) / self.scale
+        return flat.reshape(len(flat), self.cfg.n_segments, self.n_channels, self.cfg.n_bands)
 
 
 def causal_feature_stats(F: np.ndarray, prior_mean: np.ndarray, prior_scale: np.ndarray,
@@ -326,9 +332,13 @@ def copy_ridge(est, features: BandPowerFeatures, readout: nn.Linear) -> None:
 class BandPowerBranch(nn.Module):
     """UnEBOLT's channel-resolved branch: linear readout + channel-shared MLP readout.
 
-    ``y = W f + b + V [m(f_1); ...; m(f_C)]`` with ``f`` the standardised features (all channels,
-    segments, bands), ``f_c`` channel c's (segment x band) vector, ``m`` a two-layer MLP shared by
-    all channels (width ``hidden``) and ``V`` a per-region readout that starts at zero.
+    ``y = W f + b + V [m(f_1, c); ...; m(f_C, c)]`` with ``f`` the standardised features (all
+    channels, segments, bands), ``f_c`` channel c's (segment x band) vector, ``m`` a two-layer MLP
+    shared by all channels (width ``hidden``) and ``V`` a per-region readout that starts at zero.
+    With ``context``, ``m`` also sees ``c``, the mean of ``f_c`` over channels: the brain state
+    that every channel shares (e.g. vigilance, which scales how strongly band power follows
+    regional activity), so the MLP can learn state-dependent coupling, which a linear readout
+    cannot (README "Models", ablations).
 
     Parameters
     ----------
@@ -338,18 +348,21 @@ class BandPowerBranch(nn.Module):
         Width of the channel-shared MLP; 0 leaves only the linear readout.
     dropout : float
         Dropout on the MLP's output.
+    context : bool
+        Give the MLP the across-channel mean features beside each channel's own.
     """
 
     def __init__(self, cfg: BandPowerConfig, n_channels: int, n_rois: int, hidden: int = 16,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, context: bool = False) -> None:
         super().__init__()
         self.features = BandPowerFeatures(cfg, n_channels)
         self.linear = nn.Linear(self.features.n_features, n_rois)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.hidden = int(hidden)
+        self.context = bool(context)
         if self.hidden > 0:
-            per_channel = cfg.n_segments * cfg.n_bands
+            per_channel = cfg.n_segments * cfg.n_bands * (2 if self.context else 1)
             self.mlp = nn.Sequential(nn.Linear(per_channel, hidden), nn.GELU(),
                                      nn.Linear(hidden, hidden), nn.GELU())
             self.drop = nn.Dropout(dropout)
@@ -361,10 +374,15 @@ class BandPowerBranch(nn.Module):
 
     def forward(self, x: torch.Tensor,
                 feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        f = self.features(x, feature_stats)                                  # (B, S, C, nb)
+        return self.head(self.features(x, feature_stats))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        """Readouts of standardised features ``f`` (B, S, C, nb) -> (B, n_rois)."""
         y = self.linear(f.flatten(1))
         if self.mlp is not None:
             per_ch = f.permute(0, 2, 1, 3).flatten(2)                        # (B, C, S * nb)
+            if self.context:
+                per_ch = torch.cat([per_ch, per_ch.mean(1, keepdim=True).expand_as(per_ch)], -1)
             z = self.drop(self.mlp(per_ch))                                  # (B, C, hidden)
             y = y + self.mlp_readout(z.flatten(1))
         return y

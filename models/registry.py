@@ -37,9 +37,10 @@ _MODELS: dict[str, tuple[type[nn.Module], type]] = {
 #: Named variants: a registered model with preset options. A variant's bundle stores the base
 #: model's name and the full config, so it is rebuilt without the variant table.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    # UnEBOLT with the channel-resolved log band-power branch, session-normalised
-    # (models/bandpower.py)
-    "unebolt_bp": ("unebolt", {"bandpower_branch": True, "bandpower": {"session_norm": True}}),
+    # UnEBOLT with the channel-resolved log band-power branch, session-normalised, whose
+    # channel-shared MLP also sees the across-channel state (models/bandpower.py)
+    "unebolt_bp": ("unebolt", {"bandpower_branch": True, "bandpower": {"session_norm": True},
+                               "bandpower_hidden": 32, "bandpower_context": True}),
     # ridge with the same session-normalised features (the fair baseline of unebolt_bp)
     "ridge_sn": ("ridge", {"bandpower": {"session_norm": True}}),
 }

@@ -54,6 +54,7 @@ class UnEBOLTConfig(NeuroBOLTConfig):
     bandpower: BandPowerConfig = field(default_factory=BandPowerConfig)
     bandpower_hidden: int = 16         # width of its channel-shared MLP (0 = linear only)
     bandpower_dropout: float = 0.1
+    bandpower_context: bool = False    # its MLP also sees the across-channel mean (brain state)
 
 
 class GatedFusion(nn.Module):
@@ -130,7 +131,8 @@ class UnEBOLT(EEGToBOLT):
                                  f"takes windows of {cfg.n_samples} samples")
             self.bandpower = BandPowerBranch(cfg.bandpower, len(self.ch_names), p,
                                              hidden=cfg.bandpower_hidden,
-                                             dropout=cfg.bandpower_dropout)
+                                             dropout=cfg.bandpower_dropout,
+                                             context=cfg.bandpower_context)
 
     def forward(self, x: torch.Tensor, ch_index: torch.Tensor | None = None,
                 feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

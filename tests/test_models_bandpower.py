@@ -135,3 +135,38 @@ def test_session_normalised_model_uses_its_statistics(rng):
         np.testing.assert_allclose(feats(x, stats).flatten(1).numpy(),
                                    (raw - raw.mean(0)).numpy(), atol=1e-5)
         assert torch.allclose(feats(x).flatten(1), raw)   # prior 0 / 1 until set from data
+
+
+def test_context_mlp_sees_the_other_channels_and_the_cache_path_matches_forward(rng):
+    """bandpower_context: each channel's MLP input is its own (segment x band) features and their
+    across-channel mean. Changing one channel's EEG then changes the MLP's output for *another*
+    channel, which the plain channel-shared MLP never does; and ``standardise`` of the cached raw
+    log power gives the features of the forward pass."""
+    from rtbold.models.bandpower import BandPowerBranch, BandPowerConfig
+
+    X, _ = _windows(rng, n=4)
+    cfg = BandPowerConfig()
+    outs = {}
+    for context in (False, True):
+        torch.manual_seed(0)
+        branch = BandPowerBranch(cfg, len(CH), 3, hidden=8, dropout=0.0, context=context).eval()
+        assert branch.mlp[0].in_features == cfg.n_segments * cfg.n_bands * (2 if context else 1)
+        x = torch.from_numpy(X)
+        x2 = x.clone()
+        x2[:, CH.index("O1")] *= 3.0  # more power at O1 only
+        with torch.no_grad():
+            f, f2 = branch.features(x), branch.features(x2)
+            np.testing.assert_allclose(
+                branch.features.standardise(branch.features.log_power(x).flatten(1)).numpy(),
+                f.numpy(), atol=1e-6)
+
+            def per_channel_mlp(feat):
+                per = feat.permute(0, 2, 1, 3).flatten(2)
+                if context:
+                    per = torch.cat([per, per.mean(1, keepdim=True).expand_as(per)], -1)
+                return branch.mlp(per)
+            z, z2 = per_channel_mlp(f), per_channel_mlp(f2)
+        cz = CH.index("CZ")
+        outs[context] = float((z2[:, cz] - z[:, cz]).abs().max())
+    assert outs[False] == 0.0
+    assert outs[True] > 1e-4

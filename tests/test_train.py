@@ -362,3 +362,50 @@ def test_selection_default_is_not_won_by_the_global_signal():
     from rtbold.training import TrainSection
 
     assert TrainSection().select_on == "composite"
+
+
+def test_bandpower_pretraining_keeps_its_best_validated_state(tiny_bids, tmp_path):
+    """train.bandpower_pretrain_epochs: the branch alone trains on cached features before the
+    end-to-end epochs; the ridge readout stays (lr scale 0), the kept state is the one with the
+    best validation score, and scoring it through the model's own forward pass (raw windows,
+    not the cache) gives that score again."""
+    import torch
+
+    from rtbold.metrics import evaluate_predictions, selection_score
+    from rtbold.training import load_train_config, train
+    from rtbold.training.data import per_scan, targets_of
+    from rtbold.training.loop import _setup
+    from rtbold.training.ridge import fit_session_ridge
+
+    cfg = load_train_config(tiny_config(tmp_path, tiny_bids, model="unebolt_bp",
+                                        bandpower_pretrain_epochs=3, bandpower_pretrain_lr=3e-3,
+                                        ridge_readout_lr_scale=0.0))
+    run = _setup(cfg, None)
+    branch = run.model.bandpower
+    hist = run.pretrain_history
+    assert [r["epoch"] for r in hist] == [0, 1, 2, 3]
+    est, *_ = fit_session_ridge(run.split.scans, run.split.items["train"],
+                                sorted({s for p in run.split.items.values() for s, _ in p}),
+                                branch.features.cfg.session_prior_windows)
+    np.testing.assert_allclose(branch.linear.weight.detach().numpy(), est.coef_.T, rtol=1e-4,
+                               atol=1e-6)
+    items = run.split.items["val"]
+    x = torch.from_numpy(np.stack([run.split.scans[s].window(k) for s, k in items]))
+    rows = run.session.rows(items)
+    stats = (torch.from_numpy(run.session.mean[rows]), torch.from_numpy(run.session.scale[rows]))
+    branch.eval()
+    with torch.no_grad():
+        pred = branch(x, stats).numpy()
+    groups = per_scan(items, pred, targets_of(run.split.scans, items))
+    _, agg = evaluate_predictions([p for p, _ in groups.values()], [t for _, t in groups.values()],
+                                  [str(s) for s in groups])
+    score = selection_score({k: agg[k]["mean"] for k in ("tcorr", "res_tcorr", "pixcorr")})
+    assert score == pytest.approx(max(r["val"]["score"] for r in hist), abs=1e-5)
+    if max(range(len(hist)), key=lambda i: hist[i]["val"]["score"]) > 0:
+        assert branch.mlp_readout.weight.abs().sum() > 0  # a trained MLP was kept
+
+    res = train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text()
+           .splitlines()]
+    assert "pre-trained 3 epochs" in log[0]["note"] and len(log[0]["pretrain"]) == 4
+    assert res.best_epoch in (0, 1)

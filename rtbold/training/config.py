@@ -85,6 +85,11 @@ class TrainSection:
     #: lr scale of the branch's ridge-initialised linear readout (small: training refines the
     #: closed-form solution instead of overwriting it).
     ridge_readout_lr_scale: float = field(default=0.1, metadata={"range": (0.0, 10.0)})
+    #: Epochs of training the band-power branch alone on its cached features before the
+    #: end-to-end epochs (``rtbold.training.pretrain``; MSE loss, best validated state kept).
+    bandpower_pretrain_epochs: int = field(default=0, metadata={"range": (0, 1000)})
+    #: Peak learning rate of that pre-training.
+    bandpower_pretrain_lr: float = field(default=1e-3, metadata={"range": (0.0, 1.0)})
     #: Ridge fit (``ridge`` model, ``ridge_init``): at most this many training windows, evenly
     #: spaced; default all.
     ridge_max_windows: int | None = field(default=None, metadata={"range": (10, None)})

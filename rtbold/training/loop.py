@@ -35,6 +35,7 @@ from .data import DataSplit, default_channels, load_scans, make_split, networks_
 from .distributed import Dist, init_distributed, weights_digest
 from .metadata import build_metadata, json_default
 from .predict import autocast, bf16_available, model_inputs, validate
+from .pretrain import pretrain_bandpower
 from .ridge import SessionWindowDataset, fit_ridge, fit_session_ridge, session_table
 from .sampling import ChunkBatchSampler, runs_by_scan
 from .schedule import lr_schedule, param_groups
@@ -84,6 +85,8 @@ class _Run:
     ridge_alpha: float | None = None
     #: session statistics of every scan (models with session-normalised band power)
     session: Any = None
+    #: validation records of the band-power pre-training (``train.bandpower_pretrain_epochs``)
+    pretrain_history: list | None = None
 
 
 def _set_seed(seed: int) -> None:
@@ -223,6 +226,15 @@ def _setup(cfg: TrainConfig, init_bundle: str | Path | None, *, resume: bool = F
     branch = getattr(model, "bandpower", None)
     if branch is not None and init_bundle is None and not resume:
         _init_bandpower(run, branch.features, branch.linear)
+        if cfg.train.bandpower_pretrain_epochs:
+            # every rank runs the same seeded pre-training, so DDP starts from equal weights
+            run.pretrain_history = pretrain_bandpower(
+                branch, run.split, run.session, epochs=cfg.train.bandpower_pretrain_epochs,
+                lr=cfg.train.bandpower_pretrain_lr,
+                linear_lr_scale=cfg.train.ridge_readout_lr_scale,
+                weight_decay=cfg.train.weight_decay, batch_size=cfg.train.batch_size,
+                select_on=cfg.train.select_on, seed=cfg.train.seed, device=device,
+                progress=cfg.train.progress and dist.main)
     if branch is not None:
         lr_scales["bandpower.linear."] = cfg.train.ridge_readout_lr_scale
     feats = session_features(model)
@@ -301,11 +313,16 @@ def _score_initial(run: _Run, best: dict) -> tuple[dict, list[dict]]:
     (``best_epoch`` 0), so training can only be kept where it beats its own starting point."""
     t0 = time.perf_counter()
     val, _, best = _select(run, -1, best)
+    note = f"initial model: ridge fit (alpha {run.ridge_alpha:g})"
+    if run.pretrain_history:
+        kept = max(run.pretrain_history, key=lambda r: r["val"]["score"])["epoch"]
+        note += (f", band-power branch pre-trained {len(run.pretrain_history) - 1} epochs "
+                 f"(kept: epoch {kept})")
     record = {"epoch": 0, "iteration": 0, "train_loss": None, "lr": 0.0, "val": val,
-              "best": True, "seconds": round(time.perf_counter() - t0, 2),
-              "note": f"initial model: ridge fit (alpha {run.ridge_alpha:g})"}
+              "best": True, "seconds": round(time.perf_counter() - t0, 2), "note": note,
+              "pretrain": run.pretrain_history}
     if run.dist.main:
-        logger.info("initial (ridge) model: val Tcorr %s  res. Tcorr %s  Pixcorr %s",
+        logger.info("initial model: val Tcorr %s  res. Tcorr %s  Pixcorr %s",
                     _fmt(val["tcorr"]), _fmt(val["res_tcorr"]), _fmt(val["pixcorr"]))
         append_log(run.out, record)
         save_best(run.ckpt, run.model)
