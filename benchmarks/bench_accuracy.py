@@ -51,7 +51,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override [train] epochs")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--retrain", action="store_true", help="train again even if a bundle exists")
-    return p.parse_args(argv)
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training-TOML key, value in TOML syntax (repeatable), e.g. "
+                        "train.bandpower_pretrain_epochs=4 or "
+                        "'model.overrides={bandpower_context = false}'")
+    p.add_argument("--name", default=None,
+                   help="row label and output subfolder (default: the config's file name); "
+                        "one config only, for ablations of it made with --set")
+    args = p.parse_args(argv)
+    if args.name is not None and len(args.configs) != 1:
+        p.error("--name labels one config; give one --configs entry with it")
+    try:
+        args.overrides = parse_sets(args.sets)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+def parse_sets(sets: list[str]) -> dict:
+    """``["train.lr=1e-3", ...]`` as nested override tables (values parsed as TOML)."""
+    import tomllib
+
+    from rtbold.training.config import deep_update
+
+    out: dict = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=0")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"--set {item!r}: the value is not valid TOML ({err}); quote "
+                             "strings, e.g. train.loss='mse'") from None
+        node: dict = parsed
+        for part in reversed(key.strip().split(".")):
+            node = {part: node}
+        out = deep_update(out, node)
+    return out
 
 
 def train_one(cfg_path: Path, seed: int, out: Path, args) -> tuple[Path, float]:
@@ -64,11 +101,13 @@ def train_one(cfg_path: Path, seed: int, out: Path, args) -> tuple[Path, float]:
         logger.info("reusing %s", bundle)
         secs = json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
         return bundle, secs
+    from rtbold.training.config import deep_update
+
     overrides = {"train": {"seed": seed, "device": args.device},
                  "output": {"dir": str(out.resolve())}}  # relative dirs follow the config file
     if args.epochs is not None:
         overrides["train"]["epochs"] = args.epochs
-    cfg = load_train_config(cfg_path, overrides)
+    cfg = load_train_config(cfg_path, deep_update(args.overrides, overrides))
     t0 = time.perf_counter()
     res = train(cfg)
     secs = time.perf_counter() - t0
@@ -90,10 +129,11 @@ def main(argv=None) -> int:
     for cfg in map(Path, args.configs):
         from rtbold.training import load_train_config
 
-        deterministic = load_train_config(cfg).model.name.startswith("ridge")
+        name = args.name or cfg.stem
+        deterministic = load_train_config(cfg, args.overrides).model.name.startswith("ridge")
         for seed in (args.seeds[:1] if deterministic else args.seeds):
-            bundle, secs = train_one(cfg, seed, out / cfg.stem / f"seed{seed}", args)
-            runs.setdefault(cfg.stem, []).append((seed, bundle, secs))
+            bundle, secs = train_one(cfg, seed, out / name / f"seed{seed}", args)
+            runs.setdefault(name, []).append((seed, bundle, secs))
 
     per_seed: dict[str, list[dict]] = {name: [] for name in runs}
     ceiling = None

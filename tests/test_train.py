@@ -409,3 +409,29 @@ def test_bandpower_pretraining_keeps_its_best_validated_state(tiny_bids, tmp_pat
            .splitlines()]
     assert "pre-trained 3 epochs" in log[0]["note"] and len(log[0]["pretrain"]) == 4
     assert res.best_epoch in (0, 1)
+
+
+def test_zero_epochs_saves_the_data_initialised_model_and_refuses_a_model_without_one(
+        tiny_bids, tmp_path):
+    """train.epochs = 0 (the pre-training-only ablation): the bundle is the ridge start plus the
+    pre-trained branch, scored as epoch 0; the paper's UnEBOLT has no such start and is refused
+    with a message naming the key."""
+    from rtbold.models import load_bundle
+    from rtbold.training import load_train_config, train
+
+    cfg = load_train_config(tiny_config(tmp_path, tiny_bids, model="unebolt_bp", epochs=0,
+                                        bandpower_pretrain_epochs=2, ridge_readout_lr_scale=0.0))
+    res = train(cfg)
+    assert res.best_epoch == 0 and len(res.history) == 1
+    assert "pre-trained 2 epochs" in res.history[0]["note"]
+    model, _ = load_bundle(res.bundle)
+    assert model.bandpower.linear.weight.abs().sum() > 0  # the ridge readout, not zeros
+
+    bad = load_train_config(tiny_config(_mkdir(tmp_path / "paper"), tiny_bids, model="unebolt", epochs=0))
+    with pytest.raises(ValueError, match=r"train\.epochs = 0 keeps the data-initialised model"):
+        train(bad)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

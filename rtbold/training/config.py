@@ -55,7 +55,9 @@ class TrainSection:
 
     protocol: str = field(default="cross_subject",
                           metadata={"choices": ("cross_subject", "intra_scan")})
-    epochs: int = field(default=20, metadata={"range": (1, 10_000)})
+    #: End-to-end epochs. 0 keeps the data-initialised model (the ridge fit plus the pre-trained
+    #: band-power branch), which needs a model with the branch and ``ridge_init``.
+    epochs: int = field(default=20, metadata={"range": (0, 10_000)})
     batch_size: int = field(default=64, metadata={"range": (2, 4096)})
     lr: float = field(default=3e-4, metadata={"range": (0.0, 1.0)})
     min_lr: float = field(default=1e-6, metadata={"range": (0.0, 1.0)})

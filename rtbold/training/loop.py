@@ -224,7 +224,13 @@ def _setup(cfg: TrainConfig, init_bundle: str | Path | None, *, resume: bool = F
     model, dist, device, split = run.model, run.dist, run.device, run.split
     lr_scales = {}
     branch = getattr(model, "bandpower", None)
-    if branch is not None and init_bundle is None and not resume:
+    data_init = branch is not None and init_bundle is None and not resume
+    if cfg.train.epochs == 0 and not (data_init and cfg.train.ridge_init):
+        raise ValueError(f"train.epochs = 0 keeps the data-initialised model, but {cfg.model.name!r} "
+                         "has none here (it needs the band-power branch, e.g. unebolt_bp, with "
+                         "train.ridge_init = true, and neither an init bundle nor --resume): set "
+                         "train.epochs >= 1.")
+    if data_init:
         _init_bandpower(run, branch.features, branch.linear)
         if cfg.train.bandpower_pretrain_epochs:
             # every rank runs the same seeded pre-training, so DDP starts from equal weights
