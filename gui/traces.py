@@ -93,6 +93,13 @@ class TracesView(QtWidgets.QWidget):
         bar.addWidget(self.window_spin)
         bar.addWidget(self.corr_label)
 
+        # Why measured BOLD is missing or partial (a stream of other regions than the model's).
+        self.measured_note = QtWidgets.QLabel("")
+        self.measured_note.setWordWrap(True)
+        self.measured_note.setStyleSheet(f"color: {theme.WARN};")
+        self.measured_note.hide()
+        self._measured = ("", None)
+
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "TR")
@@ -108,6 +115,7 @@ class TracesView(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(bar)
+        lay.addWidget(self.measured_note)
         lay.addWidget(self.plot, 1)
 
         self.combo.currentTextChanged.connect(self._combo_changed)
@@ -184,6 +192,18 @@ class TracesView(QtWidgets.QWidget):
         arr = self._meas if measured else self._vals
         return self._x.copy(), np.asarray(arr[:, k], float)
 
+    def set_measured(self, note: str, regions: int | None) -> None:
+        """Show the engine's measured-BOLD note when it compares fewer regions than the view has
+        (``regions``: model regions with a measured series, None without a measured stream)."""
+        if (note, regions) == self._measured:
+            return
+        self._measured = (note, regions)
+        partial = bool(note) and regions is not None and regions < self.regions.n
+        self.measured_note.setText(note if partial else "")
+        self.measured_note.setStyleSheet(f"color: {theme.ERROR if not regions else theme.WARN};")
+        self.measured_note.setVisible(partial)
+        self._set_corr_ticks(force=True)
+
     # --- drawing ---
     def update_view(self, history: FrameHistory | None) -> None:
         """Draw the last N TRs of the selected regions from ``history``."""
@@ -243,8 +263,17 @@ class TracesView(QtWidgets.QWidget):
         ticks = [(-k * self.spacing, lab) for k, lab in enumerate(labels)][::step]
         self.plot.getAxis("right").setTicks([ticks, []])
         finite = self.correlations[np.isfinite(self.correlations)]
-        self.corr_label.setText(f"mean r = {finite.mean():+.2f}" if finite.size else
-                                "no measured BOLD")
+        note, regions = self._measured
+        if finite.size:
+            text = f"mean r = {finite.mean():+.2f}"
+        elif note and regions == 0:
+            text = "measured: no match"
+        else:
+            text = "no measured BOLD"
+        if note and regions is not None and 0 < regions < self.regions.n:
+            text += f" ({regions}/{self.regions.n})"
+        self.corr_label.setText(text)
+        self.corr_label.setToolTip(note or "No measured-BOLD stream.")
 
 
 def _short(name: str, n: int = 26) -> str:
