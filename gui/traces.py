@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 from . import theme
 from .history import FrameHistory
@@ -173,7 +173,8 @@ class TracesView(QtWidgets.QWidget):
         n = len(sel)
         self.plot.setYRange(-(n - 1) * self.spacing - self.spacing * 0.7, self.spacing * 0.7,
                             padding=0)
-        names = [(-k * self.spacing, _short(self.regions.names[i])) for k, i in enumerate(sel)]
+        names = [(-k * self.spacing, self._fit_label(self.regions.names[i]))
+                 for k, i in enumerate(sel)]
         step = max(1, n // 24)  # keep names readable when many regions are stacked
         self.plot.getAxis("left").setTicks([names[::step], []])
         self.correlations = np.full(n, np.nan)
@@ -186,6 +187,15 @@ class TracesView(QtWidgets.QWidget):
         self._set_corr_ticks(force=True)
         self._label_time = 0.0  # the first correlations are shown at once
         self.selection_changed.emit(list(sel))
+
+    def _fit_label(self, name: str) -> str:
+        """``name`` elided to the left axis's room: pyqtgraph drops a tick label wider than its
+        axis rather than clip it (long DiFuMo-128/256 names would leave a trace unnamed)."""
+        axis = self.plot.getAxis("left")
+        font = axis.style.get("tickFont") or self.plot.font()
+        room = axis.width() - max(0, axis.style["tickLength"]) - axis.style["tickTextOffset"][0] - 8
+        return QtGui.QFontMetrics(font).elidedText(name, QtCore.Qt.TextElideMode.ElideRight,
+                                                  int(room))
 
     def trace_data(self, k: int, measured: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) last drawn for the k-th selected region (y without the stacking offset)."""
@@ -274,7 +284,3 @@ class TracesView(QtWidgets.QWidget):
             text += f" ({regions}/{self.regions.n})"
         self.corr_label.setText(text)
         self.corr_label.setToolTip(note or "No measured-BOLD stream.")
-
-
-def _short(name: str, n: int = 26) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"
