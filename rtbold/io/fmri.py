@@ -88,7 +88,11 @@ def read_region_tsv(path: str | Path, *, tr: float | None = None) -> RegionSerie
                          "per fMRI volume.")
     header = rows[0]
     if len(set(header)) != len(header):
-        raise ValueError(f"{path} has duplicate column names.")
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise ValueError(f"{path} has duplicate column names {dup[:5]}. DiFuMo-128/256 reuse a "
+                         "few names for different components; rtbold names them with their "
+                         "component number, e.g. 'Cuneus (component 97)' (see "
+                         "rtbold.atlas.load_atlas(256).roi_names): rename those columns.")
     try:
         data = np.array([[float(v) if v not in ("n/a", "") else np.nan for v in r] for r in rows[1:]])
     except ValueError as err:
