@@ -150,6 +150,8 @@ def test_simulator_writes_128_region_targets_that_train_accepts(maps, tmp_path):
     res = train(load_train_config(cfg_path))
     _, meta = load_bundle(res.bundle)
     assert meta.roi_names == list(load_atlas(128).roi_names) and meta.atlas == "DiFuMo128"
+    assert "its 128-region targets are derived from DiFuMo-64 series" in meta.notes
+    assert "rank 64 (<= 64)" in meta.notes
     assert meta.metrics["test"]["tcorr"] is not None
 
 
