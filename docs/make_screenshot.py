@@ -7,7 +7,7 @@ The first is the demo window after 30 TRs of the packaged demo, FC view after gl
 regression; ``--bundle`` and ``--recording`` give another model and replay, e.g. the 128-region
 view (``docs/rtbold-difumo128.png``)::
 
-    python docs/make_screenshot.py --bundle runs/bench128/unebolt_bp_tiny/seed0/bundle.safetensors \
+    python docs/make_screenshot.py --bundle runs/bench128/ridge_sn/seed0/bundle.safetensors \
         --recording runs/sim_heldout128/sub-201/eeg/sub-201_task-rest_run-01_eeg.vhdr \
         --out docs/rtbold-difumo128.png
 
