@@ -4,7 +4,14 @@
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py --positions   # glassbrain-difumo64-..
 
 The first is the demo window after 30 TRs of the packaged demo, FC view after global-signal
-regression. ``--positions`` compares the
+regression; ``--bundle`` and ``--recording`` give another model and replay, e.g. the 128-region
+view (``docs/rtbold-difumo128.png``)::
+
+    python docs/make_screenshot.py --bundle runs/bench128/ridge_sn/seed0/bundle.safetensors \
+        --recording runs/sim_heldout128/sub-201/eeg/sub-201_task-rest_run-01_eeg.vhdr \
+        --out docs/rtbold-difumo128.png
+
+``--positions`` compares the
 DiFuMo-64 glass-brain positions: the older hand-set ones (``difumo64_display_coords_approx.csv``)
 above, the ones computed from the DiFuMo maps (``difumo64_coords.csv``, what the window draws)
 below, markers coloured by Yeo-7 network.
@@ -24,15 +31,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 logger = logging.getLogger("make_screenshot")
 
 
-def demo_screenshot(out: Path) -> None:
-    """The demo window after 30 TRs of the packaged demo replay (a full 30-TR FC window, shown
-    after global-signal regression)."""
+def demo_screenshot(out: Path, bundle: Path | None = None, recording: Path | None = None) -> None:
+    """The demo window after 30 TRs of a replay (a full 30-TR FC window, shown after
+    global-signal regression): the packaged demo, or ``bundle`` on ``recording``."""
     from PyQt6 import QtWidgets
 
     from rtbold import demo
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
-    replay, cfg = demo.start_replay(speed=8.0,
+    replay, cfg = demo.start_replay(bundle=bundle, recording=recording, speed=8.0,
                                     session_dir=Path("/tmp") / f"rtbold-shot-{os.getpid()}")
     win = demo.demo_window(cfg, exec_loop=False)
     win.resize(1600, 1000)
@@ -118,12 +125,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="write docs/glassbrain-difumo64-positions.png instead of the demo "
                              "screenshot")
     parser.add_argument("--out", type=Path, default=None, help="output PNG")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="model bundle (default: the packaged demo model)")
+    parser.add_argument("--recording", type=Path, default=None,
+                        help="BIDS EEG file to replay, measured region series beside it "
+                             "(default: the demo recording)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.positions:
         positions_figure(args.out or ROOT / "docs" / "glassbrain-difumo64-positions.png")
     else:
-        demo_screenshot(args.out or ROOT / "docs" / "rtbold-demo.png")
+        demo_screenshot(args.out or ROOT / "docs" / "rtbold-demo.png", args.bundle,
+                        args.recording)
     return 0
 
 

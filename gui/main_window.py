@@ -188,6 +188,8 @@ class MainWindow(QtWidgets.QMainWindow):
             except Exception as err:  # noqa: BLE001 - a view bug must not stop the others
                 logger.exception("Drawing %s failed", type(view).__name__)
                 self.show_error(f"{type(view).__name__} could not draw: {err}")
+        self.traces.set_measured(str(getattr(status, "measured", "") or ""),
+                                 getattr(status, "measured_regions", None))
         self.status_view.update_view(history, status)
 
     def draw_now(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from typing import Any
@@ -41,6 +42,18 @@ class ErrorBanner(QtWidgets.QFrame):
         self.show()
 
 
+def measured_html(status: Any, n_regions: int | None = None) -> str:
+    """The engine's measured-BOLD note, coloured: red when no region is compared, amber when
+    fewer than the model's ``n_regions`` are ("—" when there is no measured stream)."""
+    note = str(getattr(status, "measured", "") or "")
+    if not note:
+        return "—"
+    common = getattr(status, "measured_regions", None)
+    color = (theme.ERROR if not common else
+             theme.WARN if n_regions is not None and common < n_regions else theme.FOREGROUND)
+    return f"<span style='color:{color}'>{html.escape(note)}</span>"
+
+
 class StatusView(QtWidgets.QWidget):
     """Connection state, rates, buffer fill, latency p50/p99 over the last 50 TRs, errors."""
 
@@ -54,10 +67,11 @@ class StatusView(QtWidgets.QWidget):
                            ("last_tick", "Last tick"), ("frames", "Frames"),
                            ("streams", "Inlets"), ("clock", "TR clock"),
                            ("bad", "Channel flags"), ("waiting", "No TR because"),
+                           ("measured", "Measured BOLD"),
                            ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
             w = QtWidgets.QLabel("—")
             w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad"))
+            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad", "measured"))
             self.fields[key] = w
             form.addRow(label, w)
         self.buffer = QtWidgets.QProgressBar()
@@ -109,13 +123,14 @@ class StatusView(QtWidgets.QWidget):
         self.errors.addItem(f"{stamp}  {message}")
         self.errors.scrollToBottom()
 
-    def set_status(self, status: Any) -> None:
-        """Show an :class:`~rtbold.stream.frames.EngineStatus` (None: not running)."""
+    def set_status(self, status: Any, n_regions: int | None = None) -> None:
+        """Show an :class:`~rtbold.stream.frames.EngineStatus` (None: not running) for a model
+        of ``n_regions`` regions."""
         f = self.fields
         if status is None:
             f["connected"].setText(f"<span style='color:{theme.MUTED}'>● not running</span>")
             for k in ("stream", "rate", "lost", "last_tick", "frames", "streams", "clock", "bad",
-                      "waiting", "device", "bundle", "message"):
+                      "waiting", "measured", "device", "bundle", "message"):
                 f[k].setText("—")
             self.buffer.setValue(0)
             return
@@ -150,6 +165,7 @@ class StatusView(QtWidgets.QWidget):
         waiting = str(getattr(status, "waiting_for", "") or "")
         f["waiting"].setText(f"<span style='color:{theme.ERROR}'>{waiting}</span>" if waiting
                              else "—")
+        f["measured"].setText(measured_html(status, n_regions))
         f["device"].setText(str(getattr(status, "device", "") or "—"))
         f["bundle"].setText(str(getattr(status, "bundle", "") or "—"))
         f["message"].setText(str(getattr(status, "message", "") or ""))
@@ -171,7 +187,7 @@ class StatusView(QtWidgets.QWidget):
                     item.setText(text)
 
     def update_view(self, history: FrameHistory | None, status: Any = None) -> None:
-        self.set_status(status)
+        self.set_status(status, history.n_regions if history is not None else None)
         self.set_latency(history)
         if history is not None and history.last_frame is not None:
             flags = getattr(history.last_frame, "flags", ())

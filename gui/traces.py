@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 from . import theme
 from .history import FrameHistory
@@ -93,6 +93,13 @@ class TracesView(QtWidgets.QWidget):
         bar.addWidget(self.window_spin)
         bar.addWidget(self.corr_label)
 
+        # Why measured BOLD is missing or partial (a stream of other regions than the model's).
+        self.measured_note = QtWidgets.QLabel("")
+        self.measured_note.setWordWrap(True)
+        self.measured_note.setStyleSheet(f"color: {theme.WARN};")
+        self.measured_note.hide()
+        self._measured = ("", None)
+
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "TR")
@@ -108,6 +115,7 @@ class TracesView(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(bar)
+        lay.addWidget(self.measured_note)
         lay.addWidget(self.plot, 1)
 
         self.combo.currentTextChanged.connect(self._combo_changed)
@@ -165,7 +173,8 @@ class TracesView(QtWidgets.QWidget):
         n = len(sel)
         self.plot.setYRange(-(n - 1) * self.spacing - self.spacing * 0.7, self.spacing * 0.7,
                             padding=0)
-        names = [(-k * self.spacing, _short(self.regions.names[i])) for k, i in enumerate(sel)]
+        names = [(-k * self.spacing, self._fit_label(self.regions.names[i]))
+                 for k, i in enumerate(sel)]
         step = max(1, n // 24)  # keep names readable when many regions are stacked
         self.plot.getAxis("left").setTicks([names[::step], []])
         self.correlations = np.full(n, np.nan)
@@ -179,10 +188,31 @@ class TracesView(QtWidgets.QWidget):
         self._label_time = 0.0  # the first correlations are shown at once
         self.selection_changed.emit(list(sel))
 
+    def _fit_label(self, name: str) -> str:
+        """``name`` elided to the left axis's room: pyqtgraph drops a tick label wider than its
+        axis rather than clip it (long DiFuMo-128/256 names would leave a trace unnamed)."""
+        axis = self.plot.getAxis("left")
+        font = axis.style.get("tickFont") or self.plot.font()
+        room = axis.width() - max(0, axis.style["tickLength"]) - axis.style["tickTextOffset"][0] - 8
+        return QtGui.QFontMetrics(font).elidedText(name, QtCore.Qt.TextElideMode.ElideRight,
+                                                  int(room))
+
     def trace_data(self, k: int, measured: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) last drawn for the k-th selected region (y without the stacking offset)."""
         arr = self._meas if measured else self._vals
         return self._x.copy(), np.asarray(arr[:, k], float)
+
+    def set_measured(self, note: str, regions: int | None) -> None:
+        """Show the engine's measured-BOLD note when it compares fewer regions than the view has
+        (``regions``: model regions with a measured series, None without a measured stream)."""
+        if (note, regions) == self._measured:
+            return
+        self._measured = (note, regions)
+        partial = bool(note) and regions is not None and regions < self.regions.n
+        self.measured_note.setText(note if partial else "")
+        self.measured_note.setStyleSheet(f"color: {theme.ERROR if not regions else theme.WARN};")
+        self.measured_note.setVisible(partial)
+        self._set_corr_ticks(force=True)
 
     # --- drawing ---
     def update_view(self, history: FrameHistory | None) -> None:
@@ -243,9 +273,14 @@ class TracesView(QtWidgets.QWidget):
         ticks = [(-k * self.spacing, lab) for k, lab in enumerate(labels)][::step]
         self.plot.getAxis("right").setTicks([ticks, []])
         finite = self.correlations[np.isfinite(self.correlations)]
-        self.corr_label.setText(f"mean r = {finite.mean():+.2f}" if finite.size else
-                                "no measured BOLD")
-
-
-def _short(name: str, n: int = 26) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"
+        note, regions = self._measured
+        if finite.size:
+            text = f"mean r = {finite.mean():+.2f}"
+        elif note and regions == 0:
+            text = "measured: no match"
+        else:
+            text = "no measured BOLD"
+        if note and regions is not None and 0 < regions < self.regions.n:
+            text += f" ({regions}/{self.regions.n})"
+        self.corr_label.setText(text)
+        self.corr_label.setToolTip(note or "No measured-BOLD stream.")

@@ -10,6 +10,7 @@ so approximate); the maps themselves are not packaged.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -247,3 +248,127 @@ def atlas_for_regions(roi_names) -> Atlas:
                      None if full.markers is None else tuple(full.markers[i] for i in idx))
     raise ValueError(f"Regions {best[:5]} are in no packaged DiFuMo atlas "
                      f"({SUPPORTED_N_REGIONS}); region names must be DiFuMo names.")
+
+
+def _atlas_key(name: str | None) -> str:
+    """``DiFuMo64``, ``difumo-64``, ``DiFuMo 64`` -> ``difumo64`` ("" when not given)."""
+    return "".join(ch for ch in str(name or "").lower() if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class RegionMatch:
+    """Which of a model's regions a measured-BOLD stream carries, matched by name.
+
+    Attributes
+    ----------
+    index : np.ndarray
+        (P,) for each model region, its column in the stream, -1 where the stream lacks it.
+    n_stream : int
+        Channels of the stream.
+    reason : str
+        Why nothing is compared ("" when at least one region is).
+    model_atlas, stream_atlas : str
+        Atlas names as declared ("" when not declared).
+    by_name : bool
+        False when the stream has no channel labels and was matched by position.
+    """
+
+    index: np.ndarray
+    n_stream: int
+    reason: str = ""
+    model_atlas: str = ""
+    stream_atlas: str = ""
+    by_name: bool = True
+
+    @property
+    def n_model(self) -> int:
+        return int(self.index.size)
+
+    @property
+    def n_common(self) -> int:
+        """Model regions with a measured series."""
+        return int((self.index >= 0).sum())
+
+    def take(self, values: np.ndarray) -> np.ndarray:
+        """(n, n_stream) stream samples -> (n, P) in the model's order, NaN where not measured."""
+        values = np.asarray(values, dtype=np.float32).reshape(-1, self.n_stream)
+        out = np.full((values.shape[0], self.n_model), np.nan, np.float32)
+        ok = self.index >= 0
+        out[:, ok] = values[:, self.index[ok]]
+        return out
+
+    def describe(self, stream: str) -> str:
+        """One sentence for the status panel, the headless line and events.tsv: both counts,
+        what is compared and, when nothing is, what to do."""
+        def count(n: int, atlas: str) -> str:
+            return f"{n} regions" + (f" ({atlas})" if atlas else "")
+
+        theirs, ours = count(self.n_stream, self.stream_atlas), count(self.n_model,
+                                                                       self.model_atlas)
+        if not self.n_common:
+            return (f"measured BOLD from {stream!r} is not compared: the stream has {theirs}, "
+                    f"the model predicts {ours}; {self.reason}. To compare, replay region series "
+                    f"of the model's atlas (e.g. `rtbold simulate --n-regions {self.n_model} "
+                    "...` or `rtbold extract-regions` with its maps) or run a bundle trained on "
+                    f"the stream's {self.n_stream} regions.")
+        if not self.by_name:
+            return (f"measured BOLD from {stream!r}: {self.n_stream} unnamed channels, compared "
+                    f"with the model's {self.n_model} regions in order (the stream has no "
+                    "channel labels to match by name).")
+        if self.n_common == self.n_model:
+            extra = self.n_stream - self.n_common
+            return (f"measured BOLD from {stream!r}: all {self.n_model} regions of the model, "
+                    "matched by name" + (f" ({extra} other stream channels unused)."
+                                         if extra else "."))
+        return (f"measured BOLD from {stream!r} covers {self.n_common} of the model's "
+                f"{self.n_model} regions (matched by name; the stream has {theirs}, the model "
+                f"predicts {ours}): the other {self.n_model - self.n_common} have no measured "
+                "BOLD.")
+
+
+def match_regions(model_names: Sequence[str], stream_names: Sequence[str] | None, *,
+                  n_stream: int | None = None, model_atlas: str | None = "",
+                  stream_atlas: str | None = "") -> RegionMatch:
+    """Match a measured stream's channels to a model's regions by name.
+
+    Names are compared with :func:`normalise_region_name`. When both sides declare an atlas and
+    the atlases differ (``DiFuMo64`` vs ``DiFuMo128``), nothing is compared: the DiFuMo
+    resolutions reuse names for different components. A stream without channel labels is
+    compared in order when it has exactly the model's count.
+
+    Parameters
+    ----------
+    model_names : sequence of str
+        The model's regions, in its order.
+    stream_names : sequence of str | None
+        The stream's channel labels (None: no labels).
+    n_stream : int | None
+        The stream's channel count (default ``len(stream_names)``).
+    model_atlas, stream_atlas : str | None
+        Declared atlas names ("" or None: not declared).
+    """
+    model = [normalise_region_name(str(n)) for n in model_names]
+    n_stream = int(n_stream if n_stream is not None else len(stream_names or ()))
+    model_atlas, stream_atlas = str(model_atlas or ""), str(stream_atlas or "")
+    none = np.full(len(model), -1, dtype=np.int64)
+
+    def refuse(reason: str, by_name: bool = True) -> RegionMatch:
+        return RegionMatch(none, n_stream, reason, model_atlas, stream_atlas, by_name)
+
+    if not stream_names:
+        if n_stream == len(model):
+            return RegionMatch(np.arange(len(model)), n_stream, "", model_atlas, stream_atlas,
+                               by_name=False)
+        return refuse("its channels have no labels to match by name", by_name=False)
+    lookup: dict[str, int] = {}
+    for i, name in enumerate(stream_names):
+        lookup.setdefault(normalise_region_name(str(name)), i)
+    index = np.array([lookup.get(k, -1) for k in model], dtype=np.int64)
+    common = int((index >= 0).sum())
+    if (model_atlas and stream_atlas and _atlas_key(model_atlas) != _atlas_key(stream_atlas)):
+        return refuse(f"{stream_atlas} and {model_atlas} are different atlases"
+                      + (f" (the {common} names they share belong to different components)"
+                         if common else ""))
+    if not common:
+        return refuse("they have no region names in common")
+    return RegionMatch(index, n_stream, "", model_atlas, stream_atlas)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from .io.fmri import convert_neurobolt_pickles, extract_region_series, write_region_tsv
 
 
@@ -44,6 +46,9 @@ def add_parser(subparsers) -> None:
                    help="motion parameters, one row per volume (e.g. AFNI volreg .1D)")
     e.add_argument("--tr", type=float, default=None, help="TR in s (default: NIfTI header)")
     e.add_argument("--labels", action="store_true", help="the atlas is a 3-D label image")
+    e.add_argument("--min-coverage", type=float, default=0.5, metavar="SHARE",
+                   help="regions with a smaller share of their map inside the image's field of "
+                        "view are written as n/a (default 0.5)")
     e.set_defaults(func=_run_extract)
 
 
@@ -52,10 +57,13 @@ def _run_extract(args: argparse.Namespace) -> int:
 
     atlas = load_atlas(args.n_regions)
     series = extract_region_series(args.bold, args.atlas, list(atlas.roi_names),
-                                   confounds=args.confounds, tr=args.tr, labels=args.labels)
+                                   confounds=args.confounds, tr=args.tr, labels=args.labels,
+                                   min_coverage=args.min_coverage)
     write_region_tsv(args.out, series, Atlas=atlas.name, Source=args.bold.name)
+    empty = int(np.isnan(series.data).all(axis=0).sum())
     print(f"Wrote {series.n_volumes} volumes x {len(series.roi_names)} regions "
-          f"(TR {series.tr} s) to {args.out}")
+          f"(TR {series.tr:g} s) to {args.out}"
+          + (f"; {empty} regions outside the image's field of view are n/a" if empty else ""))
     return 0
 
 

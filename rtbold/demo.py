@@ -161,7 +161,8 @@ def demo_window(cfg, *, exec_loop: bool = True):
 
 
 class _Comparison:
-    """Predicted vs measured BOLD over the frames seen so far (Tcorr: mean over regions of r)."""
+    """Predicted vs measured BOLD over the frames seen so far (Tcorr: mean over the measured
+    regions of r; regions the measured stream lacks are NaN in the frames and left out)."""
 
     def __init__(self) -> None:
         self.pred: list[np.ndarray] = []
@@ -172,18 +173,32 @@ class _Comparison:
             self.pred.append(np.asarray(frame.values, dtype=float))
             self.meas.append(np.asarray(frame.measured, dtype=float))
 
-    def tcorr(self) -> tuple[float, int]:
-        if len(self.pred) < 3:
-            return float("nan"), len(self.pred)
+    def tcorr(self) -> tuple[float, int, int]:
+        """(mean r, TRs, regions compared)."""
+        if not self.pred:
+            return float("nan"), 0, 0
+        meas = np.array(self.meas)
+        regions = np.isfinite(meas).all(axis=0)
+        if len(self.pred) < 3 or not regions.any():
+            return float("nan"), len(self.pred), int(regions.sum())
         from .metrics import tcorr
 
-        r = tcorr(np.array(self.pred), np.array(self.meas))
-        return float(np.nanmean(r)), len(self.pred)
+        r = tcorr(np.array(self.pred)[:, regions], meas[:, regions])
+        return float(np.nanmean(r)), len(self.pred), int(regions.sum())
+
+
+def _why_no_comparison(notices, engine) -> str:
+    """Why no predicted-vs-measured correlation exists (for the headless lines)."""
+    if notices.measured:
+        return notices.measured
+    status = engine.status()
+    return status.measured or ("no measured-bold stream was found (it is published by "
+                               "`rtbold replay` next to BIDS region series)")
 
 
 def _run_headless(cfg, replay, n_trs: int | None) -> int:
     from .stream.engine import LiveEngine
-    from .stream.run import status_line
+    from .stream.run import StatusNotices, status_line
 
     done = threading.Event()
     comparison = _Comparison()
@@ -191,13 +206,19 @@ def _run_headless(cfg, replay, n_trs: int | None) -> int:
     last_frame = [time.monotonic()]
     n_frames = [0]  # predicted frames (a stale TR may be skipped, so not frame.index)
 
+    notices = StatusNotices("rtbold demo")
+
     def on_frame(frame):
         comparison.add(frame)
         last_frame[0] = time.monotonic()
-        r, n = comparison.tcorr()
-        r_text = "n/a" if np.isnan(r) else f"{r:+.2f}"
-        print(f"{status_line(frame, holder['engine'])}  r(pred, meas)={r_text} over {n} TRs",
-              flush=True)
+        r, n, k = comparison.tcorr()
+        if n == 0:
+            r_text = "n/a (" + ("the measured regions do not match the model's, see above"
+                                if notices.measured else "no measured BOLD yet") + ")"
+        else:
+            r_text = ("n/a" if np.isnan(r) else f"{r:+.2f}") + f" over {n} TRs" + (
+                f", {k} of {len(frame.values)} regions" if k < len(frame.values) else "")
+        print(f"{status_line(frame, holder['engine'])}  r(pred, meas)={r_text}", flush=True)
         if n_trs is not None and n_frames[0] + 1 >= n_trs:
             done.set()
         n_frames[0] += 1
@@ -205,7 +226,7 @@ def _run_headless(cfg, replay, n_trs: int | None) -> int:
     def on_error(err):
         print(f"rtbold demo: {err}", file=sys.stderr, flush=True)
 
-    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error)
+    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error, on_status=notices)
     holder["engine"] = engine
     try:
         engine.start()
@@ -218,10 +239,15 @@ def _run_headless(cfg, replay, n_trs: int | None) -> int:
     finally:
         if engine.worker is not None:
             engine.stop()
-    r, n = comparison.tcorr()
+    r, n, k = comparison.tcorr()
     st = engine.status()
     print(f"rtbold demo: {st.n_frames} TRs predicted, {st.n_skipped} skipped, {st.lost_samples} "
           f"lost samples; session folder {engine.session_dir}", flush=True)
-    print(f"rtbold demo: correlation between predicted and measured BOLD (mean over "
-          f"{len(engine.roi_names)} regions, {n} TRs): r = {r:+.3f}", flush=True)
+    if n == 0 or k == 0:
+        print("rtbold demo: no correlation between predicted and measured BOLD: "
+              f"{_why_no_comparison(notices, engine)}", flush=True)
+    else:
+        of = "" if k == len(engine.roi_names) else f" of {len(engine.roi_names)}"
+        print(f"rtbold demo: correlation between predicted and measured BOLD (mean over "
+              f"{k}{of} regions, {n} TRs): r = {r:+.3f}", flush=True)
     return 0

@@ -19,3 +19,28 @@ def region_stats(img: QtGui.QImage, widget, window) -> tuple[float, int]:
     n_colors = len(np.unique(rgb.view([("", np.uint8)] * 3)))
     luminance = rgb.astype(float) @ [0.299, 0.587, 0.114]
     return float(luminance.std()), n_colors
+
+
+def start_live_window(qtbot, tmp_path, source, runner):
+    """A main window whose Start button made a real LiveEngine reading ``source`` (loopback
+    LSL) with ``runner``; ``source`` is started once the engine holds its model. Returns the
+    window; stop it with ``win.stop(wait=True)``."""
+    from rtbold.gui.main_window import MainWindow
+    from rtbold.stream.engine import LiveEngine
+
+    from live_helpers import live_config
+
+    made = {}
+
+    def factory(settings, **callbacks):
+        assert settings.record and settings.session_dir == ""
+        made["engine"] = LiveEngine(live_config(source, tmp_path), runner=runner, **callbacks)
+        return made["engine"]
+
+    win = MainWindow(factory, settings_path=tmp_path / "gui.toml", discover=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.connect_panel.start_button.click()
+    qtbot.waitUntil(lambda: "engine" in made and made["engine"].runner is not None, timeout=20000)
+    source.start()
+    return win

@@ -115,6 +115,24 @@ def test_region_tsv_round_trip_and_sidecar_errors(tmp_path, rng):
     assert back.select(["Heschl's gyrus"]).data.shape == (40, 1)
 
 
+def test_difumo256_names_round_trip_and_raw_duplicates_are_explained(tmp_path, rng):
+    """DiFuMo-256 repeats names for different components: rtbold's names (with the component
+    number) round-trip; a table with the raw repeated names is refused with that fix, and NaN
+    (a region outside the field of view) is written as n/a."""
+    atlas = load_atlas(256)
+    series = RegionSeries(rng.standard_normal((10, 256)), list(atlas.roi_names), 2.1)
+    series.data[:, 3] = np.nan
+    path = write_region_tsv(tmp_path / "x_timeseries.tsv", series)
+    assert "\tn/a\t" in path.read_text(encoding="utf-8").splitlines()[1]
+    back = read_region_tsv(path)
+    assert back.roi_names == list(atlas.roi_names) and np.isnan(back.data[:, 3]).all()
+    raw = [n.split(" (component")[0] for n in atlas.roi_names]
+    path.write_text("\t".join(raw) + "\n" + "\t".join(["0"] * 256) + "\n", encoding="utf-8")
+    dup = sorted({n for n in raw if raw.count(n) > 1})
+    with pytest.raises(ValueError, match=f"duplicate column names .*{dup[0]}.*component number"):
+        read_region_tsv(path)
+
+
 def test_neurobolt_pickles_need_trust_and_convert(tmp_path, rng):
     names = list(load_atlas(64).roi_names) + ["global signal clean", "global signal raw"]
     (tmp_path / "fMRI_difumo64").mkdir()

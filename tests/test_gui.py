@@ -337,6 +337,11 @@ def test_window_reconfigures_for_more_regions(window, qtbot, n):
     assert window.glass.marker_region.max() == n - 1
     assert window.fc.image.image.shape == (n, n)
     assert len(window.traces.selected) == len(window.regions.networks_present())
+    # every trace is named: no long DiFuMo name is dropped by the axis for lack of room
+    painter = QtGui.QPainter(QtGui.QImage(8, 8, QtGui.QImage.Format.Format_ARGB32))
+    texts = [spec[2] for spec in window.traces.plot.getAxis("left").generateDrawSpecs(painter)[2]]
+    painter.end()
+    assert len(texts) == len(window.traces.selected) and all(texts), texts
     assert not window.status_view.errors.count()
 
 

@@ -8,30 +8,14 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from rtbold.gui.main_window import MainWindow  # noqa: E402
-from rtbold.stream.engine import LiveEngine  # noqa: E402
-
-from test_live_utils import (SyntheticSource, live_config, make_runner,  # noqa: E402
-                             montage_channels)
+from qt_helpers import start_live_window  # noqa: E402
+from test_live_utils import SyntheticSource, make_runner, montage_channels  # noqa: E402
 
 
 def test_window_shows_frames_from_live_engine(qtbot, tmp_path):
     runner = make_runner(montage_channels(), size="tiny")
     src = SyntheticSource(montage_channels(), 200.0, 22.2, speed=10.0, measured_rois=64)
-    made = {}
-
-    def factory(settings, **callbacks):
-        cfg = live_config(src, tmp_path)
-        assert settings.record and settings.session_dir == ""
-        made["engine"] = LiveEngine(cfg, runner=runner, **callbacks)
-        return made["engine"]
-
-    win = MainWindow(factory, settings_path=tmp_path / "gui.toml", discover=False)
-    qtbot.addWidget(win)
-    win.show()
-    win.connect_panel.start_button.click()
-    qtbot.waitUntil(lambda: "engine" in made and made["engine"].runner is not None, timeout=20000)
-    src.start()
+    win = start_live_window(qtbot, tmp_path, src, runner)
     try:
         qtbot.waitUntil(lambda: win.history is not None and win.history.n_total >= 4,
                         timeout=60000)

@@ -19,6 +19,7 @@ from rtbold.stream.recorder import read_tsv
 
 from live_helpers import (SourceProcess, SyntheticSource, live_config, make_runner,
                           montage_channels, unique_id)
+from live_helpers import run_engine as _run
 
 SFREQ = 250.0  # not 200 Hz, so the streaming resampler is exercised
 
@@ -34,27 +35,6 @@ def _free_lsl_ports():
 @pytest.fixture(scope="module")
 def runner():
     return make_runner(montage_channels(), size="tiny")
-
-
-def _run(source, runner, cfg, *, wall_timeout=60.0, windows=None, settle=1.0):
-    frames, statuses, errors = [], [], []
-    engine = LiveEngine(cfg, on_frame=frames.append, on_status=statuses.append,
-                        on_error=errors.append, runner=runner)
-    engine.start()
-    if windows is not None:
-        engine.worker.window_hook = lambda tick, w: windows.__setitem__(tick.t, w.copy())
-    try:
-        source.start()
-        source.join(wall_timeout)
-        deadline = time.monotonic() + 10
-        expected = source.marker_times[source.onsets >= 16.0 - 1e-9]
-        while time.monotonic() < deadline and frames and frames[-1].t < expected[-1] - 1e-3:
-            time.sleep(0.05)
-        time.sleep(settle)
-    finally:
-        engine.stop()
-        source.stop()
-    return engine, frames, statuses, errors
 
 
 def _offline(source, runner, targets):

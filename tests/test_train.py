@@ -177,11 +177,19 @@ def test_shipped_configs_load():
 
     root = Path(__file__).resolve().parents[1] / "configs"
     paths = [root / "train_demo.toml", root / "train_unebolt_base.toml",
-             *sorted((root / "bench").glob("*.toml"))]
-    assert len(paths) >= 4
+             *sorted(root.glob("bench*/*.toml"))]
+    assert len(paths) >= 9
     for path in paths:
         cfg = load_train_config(path)
         assert cfg.train.batch_size >= 32 or cfg.model.name.startswith("ridge"), path.name
+        if path.parent.name.startswith("bench"):  # bench/ -> 64, bench128/ -> 128
+            n = int(path.parent.name[5:] or 64)
+            assert cfg.data.n_regions == n and str(cfg.data.root).endswith(
+                f"sim_train{'' if n == 64 else n}"), path
+    # the P = 128 recipe is the demo recipe with another resolution and folders
+    demo, p128 = (load_train_config(p) for p in (root / "train_demo.toml",
+                                                  root / "bench128" / "unebolt_bp_tiny.toml"))
+    assert (demo.model, demo.train) == (p128.model, p128.train)
 
 
 def test_intra_scan_split_uses_each_scan_chronologically():

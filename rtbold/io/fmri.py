@@ -88,7 +88,11 @@ def read_region_tsv(path: str | Path, *, tr: float | None = None) -> RegionSerie
                          "per fMRI volume.")
     header = rows[0]
     if len(set(header)) != len(header):
-        raise ValueError(f"{path} has duplicate column names.")
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise ValueError(f"{path} has duplicate column names {dup[:5]}. DiFuMo-128/256 reuse a "
+                         "few names for different components; rtbold names them with their "
+                         "component number, e.g. 'Cuneus (component 97)' (see "
+                         "rtbold.atlas.load_atlas(256).roi_names): rename those columns.")
     try:
         data = np.array([[float(v) if v not in ("n/a", "") else np.nan for v in r] for r in rows[1:]])
     except ValueError as err:
@@ -127,7 +131,7 @@ def write_region_tsv(path: str | Path, series: RegionSeries, **sidecar) -> Path:
         w = csv.writer(fid, delimiter="\t", lineterminator="\n")
         w.writerow(series.roi_names)
         for row in series.data:
-            w.writerow([f"{v:.6g}" for v in row])
+            w.writerow(["n/a" if np.isnan(v) else f"{v:.6g}" for v in row])
     meta = {"RepetitionTime": series.tr, **sidecar}
     sidecar_path(path).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
                                   encoding="utf-8")
@@ -192,9 +196,48 @@ def read_region_npz(path: str | Path, scan: int | str = 0) -> RegionSeries:
     return RegionSeries(np.asarray(data[idx], dtype=np.float64), columns, tr, path)
 
 
+def field_of_view_coverage(atlas_img, bold_img, *, labels: bool = False) -> np.ndarray:
+    """Share of each region's map mass (or parcel voxels) inside a BOLD image's field of view.
+
+    The field of view is the box of the BOLD voxels (half a voxel beyond the outer centres),
+    taken in world (scanner/MNI) coordinates; no resampling is involved.
+
+    Parameters
+    ----------
+    atlas_img : nibabel image
+        4-D maps (one volume per region) or, with ``labels``, a 3-D label image (1..P).
+    bold_img : nibabel image
+        The BOLD image (its first three dimensions and affine are used).
+
+    Returns
+    -------
+    np.ndarray
+        (P,) shares in [0, 1].
+    """
+    from nibabel.affines import apply_affine
+
+    shape = atlas_img.shape[:3]
+    # voxels in Fortran order, the order of NIfTI data on disk: no transposed copy of the maps
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1, order="F").T
+    to_bold = np.linalg.inv(bold_img.affine) @ atlas_img.affine
+    pos = apply_affine(to_bold, ijk)
+    extent = np.asarray(bold_img.shape[:3], dtype=np.float64)
+    inside = np.all((pos > -0.5) & (pos < extent - 0.5), axis=1)
+    if labels:
+        lab = np.asarray(atlas_img.dataobj).reshape(-1, order="F").astype(np.int64)
+        n = int(lab.max())
+        total = np.bincount(lab, minlength=n + 1)[1:]
+        within = np.bincount(lab[inside], minlength=n + 1)[1:]
+    else:
+        data = np.asarray(atlas_img.dataobj, dtype=np.float32)
+        mass = np.abs(data.reshape(-1, data.shape[3], order="F"))
+        total, within = mass.sum(0), inside.astype(np.float32) @ mass
+    return within / np.where(total > 0, total, 1.0)
+
+
 def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: list[str], *,
                           confounds: str | Path | None = None, tr: float | None = None,
-                          labels: bool = False) -> RegionSeries:
+                          labels: bool = False, min_coverage: float = 0.5) -> RegionSeries:
     """Region series from a 4-D NIfTI BOLD image and an atlas image, as NeuroBOLT made them.
 
     Parameters
@@ -210,7 +253,19 @@ def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: l
         Motion parameters (one row per volume, e.g. 6 columns from AFNI volreg; whitespace or
         tab separated, an optional header) regressed out, standardised.
     tr : float | None
-        TR (s); read from the NIfTI header when None.
+        TR (s); read from the NIfTI header when None (converted from ms or µs when the header's
+        time unit says so).
+    labels : bool
+        ``atlas_maps`` is a 3-D label image.
+    min_coverage : float
+        Regions with a smaller share of their map (or parcel) inside the BOLD image's field of
+        view are left empty (NaN).
+
+    Returns
+    -------
+    RegionSeries
+        Detrended, z-scored series, one column per region; regions outside the field of view
+        (see ``min_coverage``) are NaN (written as ``n/a``), with a warning naming them.
     """
     import nibabel as nib
     from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
@@ -224,18 +279,41 @@ def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: l
         raise ValueError(f"{bold} is {img.ndim}-D; a BOLD series must be 4-D.")
     if tr is None:
         tr = float(img.header.get_zooms()[3])
+        unit = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
+        # float32 in the header (2.1 is stored as 2.0999999): keep the TR the user set
+        tr = round(tr / {"msec": 1e3, "usec": 1e6}.get(unit, 1.0), 6)
         if not 0.1 <= tr <= 10:
-            raise ValueError(f"{bold}: header TR {tr} looks wrong; pass the TR explicitly.")
+            raise ValueError(f"{bold}: header TR {tr:g} s looks wrong (a TR in ms with the unit "
+                             "set to seconds?); pass the TR explicitly (--tr).")
     conf = None
     if confounds is not None:
         conf = np.loadtxt(confounds, comments="#", ndmin=2)
         if conf.shape[0] != img.shape[3]:
             raise ValueError(f"{confounds} has {conf.shape[0]} rows but {bold} has {img.shape[3]} "
                              "volumes.")
+    atlas_img = nib.load(atlas_maps)
+    coverage = field_of_view_coverage(atlas_img, img, labels=labels)
+    if coverage.size != len(roi_names):
+        raise ValueError(f"{atlas_maps} has {coverage.size} regions but {len(roi_names)} names were "
+                         "given; pass the names of this atlas.")
+    if not np.any(coverage >= min_coverage):
+        raise ValueError(f"No region of {atlas_maps} lies inside {bold} (largest share of a "
+                         f"region in its field of view: {coverage.max():.0%}): is the BOLD image "
+                         "in the atlas's space (MNI for DiFuMo), after registration?")
     kw = dict(detrend=True, standardize="zscore_sample", standardize_confounds=True, t_r=tr)
-    masker = (NiftiLabelsMasker(atlas_maps, **kw) if labels else NiftiMapsMasker(atlas_maps, **kw))
-    data = masker.fit_transform(img, confounds=conf)
+    masker = (NiftiLabelsMasker(atlas_img, **kw) if labels else NiftiMapsMasker(atlas_img, **kw))
+    data = np.asarray(masker.fit_transform(img, confounds=conf), dtype=np.float64)
     if data.shape[1] != len(roi_names):
         raise ValueError(f"{atlas_maps} gave {data.shape[1]} regions but {len(roi_names)} names were "
                          "given; pass the names of this atlas.")
-    return RegionSeries(np.asarray(data, dtype=np.float64), list(roi_names), tr, bold)
+    # A region mostly outside the image's field of view has no measured signal: its
+    # least-squares value is numerical noise that z-scoring would make look like one.
+    outside = np.flatnonzero(coverage < min_coverage)
+    if outside.size:
+        data[:, outside] = np.nan
+        logger.warning("%d of %d regions have less than %.0f%% of their map inside the field of "
+                       "view of %s and are left empty (n/a): %s%s", outside.size, data.shape[1],
+                       100 * min_coverage, bold,
+                       ", ".join(f"{roi_names[i]} ({coverage[i]:.0%})" for i in outside[:5]),
+                       " ..." if outside.size > 5 else "")
+    return RegionSeries(data, list(roi_names), tr, bold)

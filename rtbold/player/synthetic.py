@@ -28,6 +28,8 @@ import uuid
 import numpy as np
 import pylsl
 
+from ..atlas import SUPPORTED_N_REGIONS, load_atlas
+
 
 def montage_channels() -> list[str]:
     from rtbold.montage import load_montage
@@ -83,6 +85,14 @@ class SyntheticSource:
     marker_restarts : sequence of (at_s, pause_wall_s)
         At stream second ``at_s`` destroy the marker outlet and recreate it ``pause_wall_s``
         later (wall time) while the EEG goes on; markers due meanwhile are not sent.
+    measured_rois : int
+        Publish ``<name>-measured-bold`` with this many channels (random values, one sample per
+        marker), labelled with the DiFuMo names of that size and its atlas when there is one.
+    measured_names : sequence of str | None
+        Channel labels of the measured-BOLD stream instead (``()`` with ``measured_rois``: no
+        labels).
+    measured_atlas : str | None
+        Its ``desc/atlas`` value.
     """
 
     def __init__(self, ch_names, sfreq: float, duration_s: float, *, name: str | None = None,
@@ -91,6 +101,7 @@ class SyntheticSource:
                  chunk_s: float = 0.02, seed: int = 0, skip_chunks=(), nan_chunks=(),
                  restart=None, marker_restarts=(), ch_types=None, data: np.ndarray | None = None,
                  wait_consumers_s: float = 20.0, measured_rois: int = 0,
+                 measured_names=None, measured_atlas: str | None = None,
                  block_s: float | None = None) -> None:
         self.ch_names = list(ch_names)
         self.sfreq = float(sfreq)
@@ -122,9 +133,20 @@ class SyntheticSource:
                                            f"{self.source_id}-markers")
             self.markers = pylsl.StreamOutlet(self._minfo, 0, 36000)
         self.measured = None
+        if measured_names:
+            measured_rois = len(measured_names)
         if measured_rois:
             binfo = pylsl.StreamInfo(f"{self.name}-measured-bold", "fMRI", measured_rois, 1 / tr,
                                      "float32", f"{self.source_id}-measured-bold")
+            if measured_names is None and measured_rois in SUPPORTED_N_REGIONS:
+                measured_names = load_atlas(measured_rois).roi_names  # as rtbold replay labels
+                measured_atlas = measured_atlas or f"DiFuMo{measured_rois}"
+            if measured_names:  # () publishes unlabelled channels
+                chans = binfo.desc().append_child("channels")
+                for roi in measured_names:
+                    chans.append_child("channel").append_child_value("label", str(roi))
+            if measured_atlas:
+                binfo.desc().append_child_value("atlas", measured_atlas)
             self.measured = pylsl.StreamOutlet(binfo, 0, 3600)
             self.measured_values = np.random.default_rng(seed + 1).normal(
                 size=(len(self.onsets), measured_rois)).astype(np.float32)
@@ -235,14 +257,14 @@ def make_runner(ch_names=None, size: str = "tiny", n_rois: int = 64, seed: int =
     import torch
 
     from rtbold.models.registry import create_model
-    from rtbold.atlas import load_atlas
     from rtbold.stream.worker import ModelRunner
 
     ch_names = list(ch_names or montage_channels())
     torch.manual_seed(seed)
     model = create_model("unebolt", size=size, n_rois=n_rois, ch_names=ch_names)
     roi = list(load_atlas(n_rois).roi_names)
-    return ModelRunner(model=model, ch_names=ch_names, roi_names=roi, tr=tr, name=f"unebolt-{size}")
+    return ModelRunner(model=model, ch_names=ch_names, roi_names=roi, tr=tr, name=f"unebolt-{size}",
+                       atlas=f"DiFuMo{n_rois}")
 
 
 def live_config(source, tmp_path=None, **over):

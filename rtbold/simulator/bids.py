@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atlas import load_atlas
+from ..atlas import NETWORK_ORDER, load_atlas
 from ..config import to_dict
 from .bold import load_bold_source, select_scans
 from .config import SimulatorConfig
 from .core import ScanResult, ScanSimulator
+from .projection import RegionProjection, region_projection
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ def write_brainvision(sim: ScanSimulator, folder: Path, base: str,
 
 def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: str,
                 cfg: SimulatorConfig) -> list[Path]:
+    """Write one scan: EEG and its sidecars, the P-region targets, the ground truth."""
     base = f"sub-{sub}_task-rest_run-{run}"
     eeg_dir, func_dir = root / f"sub-{sub}" / "eeg", root / f"sub-{sub}" / "func"
     files, _ = write_brainvision(sim, eeg_dir, f"{base}_eeg")
@@ -173,20 +175,25 @@ def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: 
                             ["onset", "duration", "sample", "trial_type", "value"],
                             [[float(o), 0.0, int(s), "volume", cfg.marker]
                              for o, s in zip(res.volume_onsets, res.volume_samples)]))
-    atlas = load_atlas(64)
-    tsv = func_dir / f"{base}_atlas-DiFuMo64_timeseries.tsv"
+    atlas = load_atlas(len(res.roi_names))
+    projection = res.extras.get("projection")
+    tsv = func_dir / f"{base}_atlas-{atlas.name}_timeseries.tsv"
     func_dir.mkdir(parents=True, exist_ok=True)
     with tsv.open("w", encoding="utf-8", newline="\n") as fid:
         fid.write("\t".join(atlas.roi_names) + "\n")
         for row in res.bold:
             fid.write("\t".join(repr(float(v)) for v in row) + "\n")
     files.append(tsv)
+    source = (f"real region series {res.source_scan} (NeuroBOLT VU, CC-BY-4.0), first "
+              f"{res.bold.shape[0]} volumes" if cfg.mode == "semi"
+              else "synthetic (group FC, 1/f latent drive convolved with the HRF)")
+    if projection is None:
+        source += ", unchanged" if cfg.mode == "semi" else ""
+    else:
+        source = f"derived from the DiFuMo-64 {source}: {projection.describe()}"
     files.append(_write_json(tsv.with_suffix(".json"), {
-        "RepetitionTime": res.tr, "Atlas": "DiFuMo64", "NumberOfVolumes": int(res.bold.shape[0]),
-        "FirstVolumeOnsetInEEG": float(res.volume_onsets[0]),
-        "Source": (f"real region series {res.source_scan} (NeuroBOLT VU, CC-BY-4.0), first "
-                   f"{res.bold.shape[0]} volumes, unchanged" if cfg.mode == "semi"
-                   else "synthetic (group FC, 1/f latent drive convolved with the HRF)"),
+        "RepetitionTime": res.tr, "Atlas": atlas.name, "NumberOfVolumes": int(res.bold.shape[0]),
+        "FirstVolumeOnsetInEEG": float(res.volume_onsets[0]), "Source": source,
     }))
     deriv = root / SIM_DERIVATIVES / f"sub-{sub}"
     deriv.mkdir(parents=True, exist_ok=True)
@@ -198,9 +205,32 @@ def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: 
         hrf_peaks=res.subject.hrf_peaks, visibility=res.subject.visibility,
         source_pos=res.subject.source_pos, coupling=res.subject.weights.astype(np.float32),
         volume_onsets=res.volume_onsets, roi_names=np.array(res.roi_names),
+        # the generator's per-region arrays (u_eeg, hrf_peaks, visibility, coupling,
+        # deconv_fit) stay DiFuMo-64 when the targets are derived at another resolution
+        **({} if projection is None else
+           {"latent_roi_names": np.array(load_atlas(64).roi_names)}),
     )
     files.append(npz)
     return files
+
+
+def _projection_files(deriv: Path, projection: RegionProjection) -> Path:
+    """The DiFuMo-64 -> P map and how it was made, beside the ground truth."""
+    deriv.mkdir(parents=True, exist_ok=True)
+    _savez_deterministic(deriv / "projection.npz", matrix=projection.matrix,
+                         roi_names=np.array(projection.roi_names),
+                         source_roi_names=np.array(load_atlas(64).roi_names))
+    return _write_json(deriv / "projection.json", {
+        "Atlas": projection.atlas.name, "SourceAtlas": "DiFuMo64",
+        "Method": projection.describe(), "Masker": projection.masker,
+        "SourceMaps": projection.source_maps.name, "TargetMaps": projection.target_maps.name,
+        "SmoothingFWHM_mm": projection.smoothing_fwhm_mm, "Rank": projection.rank,
+        "Approximation": "the derived series are linear combinations of the 64 real series "
+                         "(rank <= 64); what the DiFuMo-64 maps did not capture of the real "
+                         "voxels is missing, so they are smoother across regions than a real "
+                         f"{projection.atlas.name} extraction would be.",
+        "matrix": "projection.npz: target = source @ matrix.T before z-scoring",
+    })
 
 
 def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None, *,
@@ -231,7 +261,10 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     t0 = time.perf_counter()
     source = (select_scans(load_bold_source(cfg.bold_from or None, tr=cfg.tr), cfg.bold_scans)
               if cfg.mode == "semi" else None)
-    atlas = load_atlas(64)
+    projection = (region_projection(cfg.source_maps, cfg.target_maps, cfg.n_regions,
+                                    smoothing_fwhm_mm=cfg.target_smoothing_mm)
+                  if cfg.n_regions != 64 else None)
+    atlas = load_atlas(cfg.n_regions)
     root.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     ceilings, oracles, scan_cols, participants = [], [], [], []
@@ -241,7 +274,7 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     scan_sources: dict[str, str] = {}
     for s, k in tqdm(jobs, desc="simulate", unit="scan", disable=not progress):
         sim = ScanSimulator(cfg, s, k, source)
-        res = sim.result(None)
+        res = sim.result(None, projection)
         sub, run = f"{s + 1:02d}", f"{k + 1:02d}"
         files += _scan_files(root, res, sim, sub, run, cfg)
         del sim
@@ -274,7 +307,10 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     readme.write_text(
         "Simulated simultaneous EEG-fMRI made by `rtbold simulate` (seed "
         f"{cfg.seed}, mode {cfg.mode}).\nEEG: BrainVision, µV, 26 channels, one '{cfg.marker}' "
-        "marker per fMRI volume. BOLD: DiFuMo-64 region series under func/.\n"
+        f"marker per fMRI volume. BOLD: DiFuMo-{cfg.n_regions} region series under func/"
+        + (".\n" if projection is None else
+           f", derived from the DiFuMo-64 series ({projection.describe()}); the EEG is the one "
+           "of the 64-region simulation with the same seed.\n") +
         "derivatives/rtbold-sim holds the knobs, the per-region ceiling (an upper bound on the "
         "EEG-explainable correlation) and the latent drive of every scan.\n", encoding="utf-8")
     files.append(readme)
@@ -283,8 +319,14 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
     files.append(_write_json(deriv / "dataset_description.json", {
         "Name": "rtbold simulator ground truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "rtbold simulate", "Version": __version__}]}))
+    knobs = to_dict(cfg)
+    if projection is None:  # the default 64-region output stays byte-identical to earlier ones
+        for key in ("n_regions", "source_maps", "target_maps", "target_smoothing_mm"):
+            knobs.pop(key)
+    else:
+        files.append(_projection_files(deriv, projection))
     files.append(_write_json(deriv / "knobs.json", {
-        "rtbold_version": __version__, "config": to_dict(cfg),
+        "rtbold_version": __version__, "config": knobs,
         "bold_source": (source.origin if source is not None else "synthetic"),
         "scan_sources": scan_sources,
         "assignment": "semi-synthetic: simulated scan i (subject-major order) uses real scan "
@@ -295,20 +337,23 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
         ["region", "network", "ceiling_r", "oracle_r", *scan_cols],
         [[atlas.roi_names[r], atlas.networks[r], float(C[:, r].mean()),
           float(np.nanmean(O[:, r])) if np.isfinite(O[:, r]).any() else float("nan"),
-          *[float(c) for c in C[:, r]]] for r in range(64)]))
+          *[float(c) for c in C[:, r]]] for r in range(atlas.n_regions)]))
     files.append(_write_json(deriv / "ceiling.json", {
         "ceiling_r": "per region, mean over scans of corr(measured BOLD, HRF * u_eeg) where u_eeg "
                      "is the part of the drive that enters the EEG envelopes. An UPPER BOUND: it "
                      "ignores envelope noise, volume conduction and sensor noise. It is per "
-                     "region; a model that pools regions can in principle exceed it slightly.",
+                     "region; a model that pools regions can in principle exceed it slightly."
+                     + ("" if projection is None else
+                        f" Targets and HRF * u_eeg are both DiFuMo-{atlas.n_regions} series "
+                        "derived from the 64 generating regions through the maps (see "
+                        "projection.json)."),
         "oracle_r": "noisy oracle: ridge from the true source log-envelopes (HRF-convolved), "
                     "trained on the first 70 % of each scan, R on the last part after a 20 s gap; "
                     "n/a for scans under 100 volumes.",
         "ceiling_mean": float(C.mean()),
     }))
     nets = {n: float(C[:, atlas.regions_in(n)].mean()) for n in dict.fromkeys(atlas.networks)}
-    order = [n for n in ("Visual", "Somatomotor", "Dorsal attention", "Salience/ventral attention",
-                         "Frontoparietal control", "Default", "Subcortical/other") if n in nets]
+    order = [n for n in NETWORK_ORDER if n in nets]
     return SimulationSummary(
         out_dir=root, files=files, n_scans=len(jobs), scan_duration_s=duration,
         ceiling_mean=float(C.mean()), ceiling_by_network={n: nets[n] for n in order},

@@ -11,7 +11,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "simulate", help="write a semi-synthetic simultaneous EEG-fMRI dataset (BIDS)",
         description="Simulate EEG (BrainVision, 26 channels, one volume marker per TR) driven by "
-                    "real or synthetic DiFuMo-64 BOLD region series, with the per-region ceiling "
+                    "real or synthetic DiFuMo-64 BOLD region series (targets at 64 regions, or at "
+                    "128/256 derived through the DiFuMo maps), with the per-region ceiling "
                     "and the generator's ground truth under derivatives/rtbold-sim.")
     p.add_argument("out_dir", help="dataset root to create (must be empty unless --overwrite)")
     p.add_argument("--config", default=None, metavar="FILE",
@@ -34,6 +35,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--coupling", type=float, default=None, metavar="KAPPA",
                    help="global EEG-BOLD coupling scale")
     p.add_argument("--snr", type=float, default=None, help="neural / sensor-noise RMS ratio")
+    p.add_argument("--n-regions", type=int, choices=(64, 128, 256), default=None,
+                   dest="n_regions",
+                   help="regions of the BOLD targets; 128 and 256 are derived from the real "
+                        "64-region series through the DiFuMo maps (an approximation of rank "
+                        "<= 64; the EEG is the same as at 64). Default 64")
+    p.add_argument("--source-maps", default=None, dest="source_maps", metavar="NII",
+                   help="DiFuMo-64 probabilistic maps (4-D NIfTI), with --n-regions 128/256")
+    p.add_argument("--target-maps", default=None, dest="target_maps", metavar="NII",
+                   help="DiFuMo-128 maps (4-D) or DiFuMo-256 label image (3-D), with "
+                        "--n-regions 128/256")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -45,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in ("n_subjects", "subject_offset", "scans_per_subject", "n_volumes",
                                               "sfreq", "seed", "bold_from", "bold_scans", "mode", "coupling",
-                                              "snr")}
+                                              "snr", "n_regions", "source_maps", "target_maps")}
     cfg = load_simulator_config(args.config, **overrides)
     summary = simulate_dataset(args.out_dir, cfg, overwrite=args.overwrite,
                                progress=not args.no_progress)

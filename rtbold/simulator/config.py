@@ -39,6 +39,16 @@ class SimulatorConfig:
     lead_s: float = field(default=20.0, metadata={"range": (0.0, 300.0)})
     tail_s: float = field(default=2.0, metadata={"range": (0.0, 60.0)})
     marker: str = "R149"
+    # --- target resolution (opt-in; 64 = the real series themselves) ------------------------
+    #: Regions of the written BOLD targets. 128 and 256 are derived from the 64-region series
+    #: through the DiFuMo maps (:mod:`rtbold.simulator.projection`); the EEG is the same as at 64.
+    n_regions: int = field(default=64, metadata={"choices": (64, 128, 256)})
+    #: The DiFuMo-64 probabilistic maps (4-D NIfTI), for n_regions 128 or 256.
+    source_maps: str = ""
+    #: The DiFuMo-128 maps (4-D) or the DiFuMo-256 label image (3-D), for n_regions 128 or 256.
+    target_maps: str = ""
+    #: Smoothing (FWHM, mm) of the back-projected image before a label image's parcel means.
+    target_smoothing_mm: float = field(default=6.0, metadata={"range": (0.0, 20.0)})
     # --- haemodynamics ---------------------------------------------------------------------
     hrf_peak_min: float = field(default=4.0, metadata={"range": (2.0, 10.0)})
     hrf_peak_max: float = field(default=7.0, metadata={"range": (2.0, 10.0)})
@@ -89,6 +99,16 @@ class SimulatorConfig:
         if self.hrf_peak_min > self.hrf_peak_max:
             raise ConfigError(f"simulate.hrf_peak_min ({self.hrf_peak_min}) must not exceed "
                               f"simulate.hrf_peak_max ({self.hrf_peak_max}).")
+        if self.n_regions != 64 and not (self.source_maps and self.target_maps):
+            raise ConfigError(
+                f"simulate.n_regions = {self.n_regions} derives the targets from the real "
+                "DiFuMo-64 series through the atlas maps: give simulate.source_maps (the DiFuMo-64 "
+                "4-D maps) and simulate.target_maps (the DiFuMo-128 4-D maps or the DiFuMo-256 3-D "
+                "label image), e.g. --source-maps difumo64_2mm_maps.nii.gz --target-maps "
+                "difumo128_2mm_maps.nii.gz. rtbold neither ships nor downloads the maps.")
+        if self.n_regions == 64 and (self.source_maps or self.target_maps):
+            raise ConfigError("simulate.source_maps / target_maps are used only with "
+                              "simulate.n_regions = 128 or 256; remove them or set n_regions.")
         if not re.fullmatch(r"[SR]\s*\d{1,3}", self.marker):
             raise ConfigError(f"simulate.marker: {self.marker!r} is not a BrainVision marker like "
                               "'R149' or 'S1' (S = Stimulus, R = Response, then 1-999).")

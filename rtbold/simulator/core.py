@@ -37,6 +37,7 @@ from .bold import BoldSource, load_bold_source, select_scans, synthetic_latent
 from .config import SimulatorConfig
 from .geometry import BAND_NAMES, BANDS, load_geometry, region_prior_matrix
 from .hrf import HRF_LENGTH_S, convolve, hrf_kernels, wiener_deconvolve
+from .projection import RegionProjection, zscore_series
 
 logger = logging.getLogger(__name__)
 
@@ -188,20 +189,26 @@ class ScanResult:
     volume_samples, volume_onsets : np.ndarray
         (T,) sample index and time (s from sample 0) of each fMRI volume marker.
     bold : np.ndarray
-        (T, 64) region series written to the TSV (the real series in semi-synthetic mode).
+        (T, P) region series written to the TSV (the real series in semi-synthetic mode; with a
+        :class:`~rtbold.simulator.projection.RegionProjection`, the P = 128 or 256 series derived
+        from them, ``extras["projection"]``).
     tr : float
     roi_names : list of str
+        The P region names.
     ceiling : np.ndarray
-        (64,) corr(bold, HRF * u_eeg): an upper bound on the EEG-explainable correlation.
+        (P,) corr(bold, HRF * u_eeg): an upper bound on the EEG-explainable correlation (at
+        P = 128 or 256, with HRF * u_eeg projected like the targets).
     explainable : np.ndarray
-        (T, 64) HRF * u_eeg at the volumes (the best BOLD the EEG could explain).
+        (T, P) HRF * u_eeg at the volumes (the best BOLD the EEG could explain).
     deconv_fit : np.ndarray
-        (64,) corr(bold, HRF * u_hat): how well the deconvolved drive re-creates the BOLD.
+        (64,) corr(bold, HRF * u_hat) of the 64 generating regions: how well the deconvolved
+        drive re-creates the BOLD.
     oracle_r : np.ndarray
-        (64,) held-out R of a ridge from the true source log-envelopes (last 30 % of the scan;
+        (P,) held-out R of a ridge from the true source log-envelopes (last 30 % of the scan;
         NaN for scans under 100 volumes).
     latent_times, latent : np.ndarray
-        (n_f,), (n_f, 64) float32: u_eeg on the 10 Hz grid, same clock as the EEG.
+        (n_f,), (n_f, 64) float32: u_eeg of the 64 generating regions on the 10 Hz grid, same
+        clock as the EEG.
     vigilance : np.ndarray
         (n_f,) the state variable.
     subject : SubjectParams
@@ -351,11 +358,13 @@ class ScanSimulator:
         self.log_env = log_a + eps
         self.oracle_r = self._oracle()
 
-    def _oracle(self) -> np.ndarray:
-        """Noisy oracle: ridge from the true source log-envelopes (HRF-convolved) to the BOLD."""
+    def _oracle(self, bold: np.ndarray | None = None) -> np.ndarray:
+        """Noisy oracle: ridge from the true source log-envelopes (HRF-convolved) to the BOLD
+        (``bold``, (T, P); default the 64-region series)."""
         T = self.cfg.n_volumes
+        Y = self.bold if bold is None else bold
         if T < 100:
-            return np.full(64, np.nan)
+            return np.full(Y.shape[1], np.nan)
         n = self.log_env.shape[0]
         feats = self.log_env.reshape(n, -1)
         canon = hrf_kernels(np.array([5.0]), DT)[:, 0]
@@ -365,7 +374,6 @@ class ScanSimulator:
         Xtr, Xte = X[:n_train], X[n_train + gap:]
         mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-12
         Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
-        Y = self.bold
         Ytr, Yte = Y[:n_train], Y[n_train + gap:]
         lam = 0.1 * Xtr.shape[0]
         coef = np.linalg.solve(Xtr.T @ Xtr + lam * np.eye(X.shape[1]), Xtr.T @ (Ytr - Ytr.mean(0)))
@@ -487,16 +495,27 @@ class ScanSimulator:
                         block += (amp * line_w)[:, None] * np.sin(2 * np.pi * f * tt[None] + h * line_ph[:, None])
             yield block.astype(np.float32)
 
-    def result(self, eeg: np.ndarray | None) -> ScanResult:
+    def result(self, eeg: np.ndarray | None, projection: RegionProjection | None = None
+               ) -> ScanResult:
+        """The scan in memory; with ``projection``, its BOLD targets, explainable BOLD, ceiling
+        and oracle at the projection's resolution (the EEG and the latent drive stay those of
+        the 64 regions that generate them)."""
         vs = self.volume_samples
+        bold, explainable, ceiling = self.bold, self.explainable, self.ceiling
+        oracle, roi_names, extras = self.oracle_r, list(self.atlas.roi_names), {}
+        if projection is not None:
+            bold = zscore_series(projection.apply(self.bold))
+            explainable = projection.apply(self.explainable)
+            ceiling, oracle = _corr_cols(bold, explainable), self._oracle(bold)
+            roi_names, extras = list(projection.roi_names), {"projection": projection}
         return ScanResult(
             eeg=eeg, sfreq=float(self.cfg.sfreq), ch_names=list(load_montage().ch_names),
-            volume_samples=vs, volume_onsets=vs / self.cfg.sfreq, bold=self.bold, tr=self.tr,
-            roi_names=list(self.atlas.roi_names), ceiling=self.ceiling,
-            explainable=self.explainable, deconv_fit=self.deconv_fit, oracle_r=self.oracle_r,
+            volume_samples=vs, volume_onsets=vs / self.cfg.sfreq, bold=bold, tr=self.tr,
+            roi_names=roi_names, ceiling=ceiling, explainable=explainable,
+            deconv_fit=self.deconv_fit, oracle_r=oracle,
             latent_times=self.t_f, latent=self.u_eeg.astype(np.float32),
             vigilance=self.vigilance.astype(np.float32), subject=self.params,
-            source_scan=self.source_scan, n_times=self.n_times,
+            source_scan=self.source_scan, n_times=self.n_times, extras=extras,
         )
 
 

@@ -70,17 +70,20 @@ class MeasuredStore:
         return len(self._items)
 
     def at(self, t: float) -> np.ndarray | None:
-        """The vector stamped within half a TR of ``t`` (the nearest), or None."""
+        """The latest vector stamped in the TR up to ``t`` (``t - TR < stamp <= t``, 1 % of a TR
+        of tolerance for stamps of the same volume), or None.
+
+        Only what is known at ``t``: with volume-locked ticks this is the volume's own vector;
+        with the internal clock, the last volume before the tick. (A nearest-in-time rule would
+        pick a vector stamped after the tick when it happened to have arrived already, so the
+        pairing would depend on the replay speed.)
+        """
         with self._lock:
             items = list(self._items)
-        best = None
         for tm, values in reversed(items):
-            d = abs(tm - t)
-            if d <= 0.5 * self.tr and (best is None or d < best[0]):
-                best = (d, values)
-            elif tm < t - self.tr:
-                break
-        return None if best is None else best[1]
+            if tm <= t + 0.01 * self.tr:
+                return values if tm > t - self.tr else None
+        return None
 
 
 class Acquisition(threading.Thread):

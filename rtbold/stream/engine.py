@@ -256,7 +256,7 @@ class LiveEngine:
 
     def status(self) -> EngineStatus:
         """Current state (thread-safe snapshot)."""
-        inlet, ring, acq = self.inlet, self.ring, self.acquisition
+        inlet, ring, acq, mi = self.inlet, self.ring, self.acquisition, self._measured_inlet
         streams = {}
         for role, s in (("eeg", inlet), ("markers", self._marker_inlet),
                         ("measured", self._measured_inlet)):
@@ -281,7 +281,10 @@ class LiveEngine:
             clock=self.clock.mode if self.clock is not None else "",
             n_reconnects=sum(s.n_reconnects for s in (inlet, self._marker_inlet,
                                                       self._measured_inlet) if s is not None),
-            bad_channels=quality)
+            bad_channels=quality,
+            measured=mi.note if mi is not None else "",
+            measured_regions=(mi.match.n_common if mi is not None and mi.match is not None
+                              else None))
 
     # -- setup ----------------------------------------------------------------------------------
     def _set_threads(self) -> None:
@@ -313,13 +316,9 @@ class LiveEngine:
         mc = self.config.measured
         names = [mc.name or f"{eeg}-measured-bold"]
         info = try_resolve_any(names, None, timeout=mc.resolve_timeout_s)
-        n = len(self.roi_names)
-        if info is not None and info.channel_count() != n:
-            self.sink.event("warning", None, f"measured-bold stream {names[0]!r} has "
-                            f"{info.channel_count()} channels, the model {n} regions; not shown",
-                            warn=True)
-            return
-        self._measured_inlet = ValueInlet(info, n_channels=n, names=names,
+        # regions are matched by name (the inlet says how, and why not when none match)
+        self._measured_inlet = ValueInlet(info, roi_names=self.roi_names,
+                                          atlas=self.runner.atlas, names=names,
                                           clock_sync=self.config.stream.clock_sync)
         if info is not None:
             self.sink.event("measured", None, f"measured BOLD from {describe_stream(info)}")

@@ -42,7 +42,8 @@ class Frame:
         Stage -> seconds since the tick (``window_ready``, ``inference_start``, ``inference_end``,
         ``published``, ``recorded``).
     measured : array, shape (P,) | None
-        Measured BOLD at this TR when a measured-bold stream is present.
+        Measured BOLD at this TR when a measured-bold stream is present, in the model's region
+        order (matched by name; NaN for regions the stream lacks).
     """
 
     index: int
@@ -81,3 +82,8 @@ class EngineStatus:
     n_reconnects: int = 0
     #: Quality flag ("flat", "clipped", "saturated") -> channels in the latest second.
     bad_channels: dict[str, list[str]] = field(default_factory=dict)
+    #: How the measured-BOLD stream's regions match the model's, by name ("" when none was
+    #: found): all of them, a subset (both counts), or none, with what to do.
+    measured: str = ""
+    #: Model regions with a measured series (None: no measured-BOLD stream found yet).
+    measured_regions: int | None = None

@@ -49,6 +49,7 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError
 
+from ..atlas import RegionMatch, match_regions
 from .quality import EpisodeLog
 
 logger = logging.getLogger(__name__)
@@ -716,28 +717,49 @@ class MarkerInlet(LslStream):
 
 
 class ValueInlet(LslStream):
-    """Numeric stream of vectors (the measured-BOLD stream): yields ``(t, values)``.
+    """Numeric stream of vectors (the measured-BOLD stream): yields ``(t, values)`` in the
+    model's region order.
 
-    ``info=None`` looks for it (``names``) until it appears; streams whose channel count is not
-    ``n_channels`` are refused with a warning.
+    The stream's channels are matched to the model's regions by name at every (re)connection
+    (:func:`rtbold.atlas.match_regions`, the atlas declared in ``desc/atlas`` included): regions
+    the stream lacks are NaN, and a stream that matches none of them is kept connected but gives
+    nothing, while :attr:`note` says why and what to do. ``info=None`` looks for it (``names``)
+    until it appears.
     """
 
-    def __init__(self, info: pylsl.StreamInfo | None, *, n_channels: int,
+    def __init__(self, info: pylsl.StreamInfo | None, *, roi_names: list[str], atlas: str = "",
                  names: list[str] | None = None, source_id: str | None = None,
                  clock_sync: bool = True) -> None:
-        self.n_channels = int(n_channels)
+        self.roi_names = list(roi_names)
+        self.atlas = atlas
+        self.match: RegionMatch | None = None
         super().__init__(info, what="measured-bold", names=names, source_id=source_id,
-                         max_buflen=7200, clock_sync=clock_sync, validate=self._fits)
+                         max_buflen=7200, clock_sync=clock_sync)
+        self.on_adopt()
 
-    def _fits(self, full: pylsl.StreamInfo) -> str | None:
-        if full.channel_count() != self.n_channels:
-            return f"{full.channel_count()} channels for the model's {self.n_channels} regions"
-        return None
+    def on_adopt(self) -> None:
+        full = self.full_info
+        if full is None:
+            return
+        labels, _, _ = channel_info(full)
+        self.match = match_regions(self.roi_names, labels, n_stream=full.channel_count(),
+                                   model_atlas=self.atlas,
+                                   stream_atlas=full.desc().child_value("atlas"))
+        complete = self.match.n_common == len(self.roi_names) and self.match.by_name
+        self.events.append(("measured" if complete else "warning", self.note))
+
+    @property
+    def note(self) -> str:
+        """How the stream's regions match the model's ("" before a stream was found)."""
+        return self.match.describe(self.name) if self.match is not None else ""
 
     def pull(self) -> tuple[np.ndarray, np.ndarray]:
         got = self.pull_chunk(max_samples=1024)
+        empty = np.empty(0), np.empty((0, len(self.roi_names)), dtype=np.float32)
         if not got or len(got[1]) == 0:
-            return np.empty(0), np.empty((0, self.n_channels), dtype=np.float32)
+            return empty
         data, ts = got
         self.seen(len(ts))
-        return np.asarray(ts, dtype=np.float64), np.asarray(data, dtype=np.float32)
+        if self.match is None or not self.match.n_common:
+            return empty  # drained: nothing of it fits the model (see note)
+        return np.asarray(ts, dtype=np.float64), self.match.take(np.asarray(data))

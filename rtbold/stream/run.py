@@ -79,6 +79,33 @@ def status_line(frame, engine) -> str:
             f"strongest={roi} ({values[k]:+.2f}){fb}{flags}")
 
 
+class StatusNotices:
+    """What the headless commands print when the engine's status changes (once per change):
+    why no TR comes, and how the measured-BOLD stream's regions match the model's."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._said: dict[str, str] = {"waiting": "", "measured": ""}
+
+    def __call__(self, status) -> None:
+        # Never silent: when no TR comes, say why (once per reason).
+        why = status.waiting_for.partition(": ")[2]  # without "no TR for N s"
+        if why != self._said["waiting"]:
+            self._said["waiting"] = why
+            if why:
+                print(f"{self.prefix}: {status.waiting_for}", flush=True)
+        measured = getattr(status, "measured", "")
+        if measured != self._said["measured"]:
+            self._said["measured"] = measured
+            if measured:
+                print(f"{self.prefix}: {measured}", flush=True)
+
+    @property
+    def measured(self) -> str:
+        """The last measured-BOLD note printed ("" before any)."""
+        return self._said["measured"]
+
+
 def run_cli(args: argparse.Namespace) -> int:
     if not args.headless:
         print("rtbold run: the window is started with `rtbold gui`; use --headless here.",
@@ -96,17 +123,8 @@ def run_cli(args: argparse.Namespace) -> int:
     def on_error(err):
         print(f"rtbold run: {err}", file=sys.stderr, flush=True)
 
-    said = {"waiting": ""}
-
-    def on_status(status):
-        # Never silent: when no TR comes, say why (once per reason).
-        why = status.waiting_for.partition(": ")[2]  # without "no TR for N s"
-        if why != said["waiting"]:
-            said["waiting"] = why
-            if why:
-                print(f"rtbold run: {status.waiting_for}", flush=True)
-
-    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error, on_status=on_status)
+    engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error,
+                        on_status=StatusNotices("rtbold run"))
     holder["engine"] = engine
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

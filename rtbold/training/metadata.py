@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def build_metadata(cfg: TrainConfig, split: DataSplit, *, ch_names, roi_names, t
     if root is not None and (root / SIM_DERIVATIVES).is_dir():
         notes.append("trained on semi-synthetic data (rtbold simulator output under "
                      f"{SIM_DERIVATIVES}); accuracy on real EEG-fMRI is not established by it")
+        projection = root / SIM_DERIVATIVES / "projection.json"
+        if projection.is_file():  # targets derived at another resolution (an approximation)
+            method = json.loads(projection.read_text(encoding="utf-8")).get("Method", "")
+            notes.append(f"its {cfg.data.n_regions}-region targets are derived from DiFuMo-64 "
+                         f"series: {method}")
     if init_meta is not None:  # the BundleMeta of the fine-tuned bundle
         notes.append(f"fine-tuned from a bundle trained on "
                      f"{init_meta.training.get('data_root', 'unknown data')}")
