@@ -27,8 +27,9 @@ bench-data: setup
 	test -d runs/sim_train || $(BIN)/rtbold simulate runs/sim_train --subjects 34 --bold-scans 0-16 --seed 0
 	test -d runs/sim_heldout || $(BIN)/rtbold simulate runs/sim_heldout --subjects 6 --subject-offset 200 --bold-scans 17-22 --seed 0
 
-# Reproduce the packaged demo model (UnEBOLT-BP tiny, 3 epochs: about 45 min on 2 free CPU cores,
-# plus 7 min of simulation): train configs/train_demo.toml and package the float16 bundle.
+# Reproduce the packaged demo model (UnEBOLT-BP tiny: ridge fit, 8 band-power pre-training epochs,
+# 3 end-to-end epochs; 58 CPU-minutes on one thread, plus 7 min of simulation): train
+# configs/train_demo.toml and package the float16 bundle.
 demo-model: bench-data
 	$(BIN)/rtbold train configs/train_demo.toml
 	cp runs/train_demo/bundle.safetensors rtbold/data/demo_unebolt_bp.safetensors
