@@ -53,11 +53,13 @@ class StatusView(QtWidgets.QWidget):
                            ("rate", "Effective rate"), ("lost", "Lost samples"),
                            ("last_tick", "Last tick"), ("frames", "Frames"),
                            ("streams", "Inlets"), ("clock", "TR clock"),
-                           ("bad", "Channel flags"), ("waiting", "No TR because"),
+                           ("bad", "Channel flags"), ("artifacts", "MR artefacts"),
+                           ("waiting", "No TR because"),
                            ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
             w = QtWidgets.QLabel("—")
             w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad"))
+            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad",
+                                  "artifacts"))
             self.fields[key] = w
             form.addRow(label, w)
         self.buffer = QtWidgets.QProgressBar()
@@ -115,7 +117,7 @@ class StatusView(QtWidgets.QWidget):
         if status is None:
             f["connected"].setText(f"<span style='color:{theme.MUTED}'>● not running</span>")
             for k in ("stream", "rate", "lost", "last_tick", "frames", "streams", "clock", "bad",
-                      "waiting", "device", "bundle", "message"):
+                      "artifacts", "waiting", "device", "bundle", "message"):
                 f[k].setText("—")
             self.buffer.setValue(0)
             return
@@ -147,6 +149,8 @@ class StatusView(QtWidgets.QWidget):
         bad = getattr(status, "bad_channels", None) or {}
         f["bad"].setText("; ".join(f"{flag}: {', '.join(chs)}" for flag, chs in bad.items())
                          or "none")
+        # MR-artefact correction: templates filled, residual, heart rate, triggers (issue 10)
+        f["artifacts"].setText(str(getattr(status, "artifacts", "") or "off"))
         waiting = str(getattr(status, "waiting_for", "") or "")
         f["waiting"].setText(f"<span style='color:{theme.ERROR}'>{waiting}</span>" if waiting
                              else "—")
