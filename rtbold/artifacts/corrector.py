@@ -133,6 +133,7 @@ class MRCorrector:
                                     start_s=config.bcg_start_s, epoch_s=config.bcg_epoch_s)
         self.bcg_missing = config.bcg != "off" and not self.has_ecg
         self._horizon = -math.inf
+        self._ended = False
         self._held: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, n), (n,) times
         self._n_held = 0
         self._events: list[TriggerEvent] = []
@@ -169,6 +170,15 @@ class MRCorrector:
                 logger.info("Volume trigger %s at %.3f s", ev.kind, ev.t)
         self._events += events
         return events
+
+    def end_markers(self) -> list[TriggerEvent]:
+        """No volume marker will follow (a whole recording): the samples after the last
+        volume are not corrected (flagged ``gradient``)."""
+        self._horizon = math.inf
+        self._ended = True
+        if self.triggers is None:
+            return []
+        return self._route(self.triggers.finish())
 
     def drain_events(self) -> list[TriggerEvent]:
         """Trigger events since the last call (the live engine makes ticks of inferred ones)."""
@@ -289,6 +299,8 @@ class MRCorrector:
             st.triggers = dict(self.triggers.counts)
             if self.triggers.n_markers == 0:
                 st.gradient = "waiting for volume triggers"
+            elif self.triggers.lost and self._ended:
+                st.gradient = "scan ended"
             elif self.triggers.lost:
                 st.gradient = "triggers lost"
             else:
@@ -346,7 +358,7 @@ def recording_corrector(rec, n_channels: int, config: ArtifactConfig, tr: float,
             raise ValueError(f"{rec.label} has no volume marker {marker!r} for the gradient "
                              f"correction; its annotations are {seen[:10] or 'none'}.")
         corrector.add_markers(sorted(onsets))
-        corrector.set_horizon(math.inf)
+        corrector.end_markers()
     return corrector, ecg
 
 

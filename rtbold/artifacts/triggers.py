@@ -123,6 +123,16 @@ class VolumeTriggers:
             self.counts[ev.kind] += 1
         return out
 
+    def finish(self) -> list[TriggerEvent]:
+        """The marker stream has ended (a whole recording): the scanner stopped one TR after the
+        last volume, so no missed trigger is placed after it (its template would be subtracted
+        from EEG without artefact)."""
+        if self.prev is None or self._lost:
+            return []
+        self._lost = True
+        self.counts["lost"] += 1
+        return [TriggerEvent(self.prev + (self.tr or self.tr_hint), "lost")]
+
     def _classify(self, t: float) -> TriggerEvent:
         prev, tr, tol = self.prev, self.tr, self.tol
         if prev is None:
