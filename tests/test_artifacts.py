@@ -288,3 +288,25 @@ def test_correct_recording_keeps_every_sample_and_the_ecg(recording):
     assert corr.triggers.counts["lost"] == 1
     assert any(f == "gradient" and a <= end / FS + 0.01 and b >= (raw.n_times - 1) / FS
                for f, a, b in corr.drain_marks())
+
+
+def test_hold_is_bounded_when_the_markers_stop(rng):
+    """Without volume markers the corrector holds at most ``max_hold_s`` of stream time, then
+    releases the samples as recorded, flagged; a marker afterwards starts the correction."""
+    sf, C = 1000.0, 3
+    cfg = ArtifactConfig(gradient="aas", gradient_templates=2, max_hold_s=5.0)
+    corr = MRCorrector(sf, C, cfg, tr=2.0)
+    x = rng.normal(0, 10, (C, 20000))
+    t = np.arange(20000) / sf
+    out, held = [], []
+    for a in range(0, 20000, 250):
+        y, _ = corr.process(x[:, a:a + 250], t[a:a + 250])
+        out.append(y)
+        held.append(corr.held_s)
+    assert max(held) <= 5.0 + 0.25
+    got = np.concatenate(out, axis=1)
+    np.testing.assert_array_equal(got, x[:, :got.shape[1]])  # uncorrected, nothing lost
+    assert got.shape[1] >= 20000 - 5250
+    marks = corr.drain_marks()
+    assert marks and all(f == "gradient" for f, *_ in marks)
+    assert corr.status().gradient == "waiting for volume triggers"
