@@ -310,3 +310,31 @@ def test_hold_is_bounded_when_the_markers_stop(rng):
     marks = corr.drain_marks()
     assert marks and all(f == "gradient" for f, *_ in marks)
     assert corr.status().gradient == "waiting for volume triggers"
+
+
+def test_in_scanner_simulation_is_deterministic_and_decomposes(tmp_path, recording):
+    """The same seed writes the same files; raw = clean + gradient + BCG, with the ECG channel,
+    R128 markers with the dropped one left out and the doubled one added."""
+    import hashlib
+
+    def digest(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    cfg = in_scanner_config(n_subjects=1, n_volumes=10, lead_s=1.0, seed=9,
+                            scanner={"dropped_triggers": 1})
+    for name in ("a", "b"):
+        simulate_dataset(tmp_path / name, cfg, progress=False)
+    a, b = digest(tmp_path / "a"), digest(tmp_path / "b")
+    assert a == b and any("desc-gradient_eeg" in k for k in a)
+    raw, clean, truth = recording
+    _, base = _paths(raw.source.parents[2])
+    ga = read_eeg(f"{base}gradient_eeg.vhdr").data
+    bcg = read_eeg(f"{base}bcg_eeg.vhdr").data
+    # (The files hold float32 at 0.1 µV resolution.)
+    np.testing.assert_allclose(raw.data, clean + ga + bcg, atol=0.05)
+    assert raw.ch_types[N_EEG] == "ecg" and np.ptp(ga[:N_EEG], axis=1).min() > 400
+    m = np.rint(np.array(_markers(raw)) * FS).astype(int)
+    np.testing.assert_array_equal(m, truth["marker_samples"])
+    assert len(truth["dropped_volumes"]) == 1 and len(truth["doubled_volumes"]) == 1
+    assert truth["volume_samples"][truth["dropped_volumes"][0]] not in m
