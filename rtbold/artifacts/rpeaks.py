@@ -13,7 +13,7 @@ A beat is confirmed 50 ms after its peak: it is never needed earlier, since the 
 later than that (``ArtifactConfig.bcg_start_s``). Everything is computed sample by sample with
 carried filter state, so chunks of any size give the same beats. ``mne.preprocessing.
 find_ecg_events`` does the offline job (it filters forwards and backwards, and looks at the whole
-recording for its threshold); ``benchmarks/bench_mr_artifacts.py`` compares the two.
+recording for its threshold); ``benchmarks/bench_artifacts.py`` compares the two.
 """
 
 from __future__ import annotations
