@@ -223,8 +223,7 @@ def live_latency(spec, runner_path: Path, cfg: ArtifactConfig) -> dict:
     """Median tick -> published (ms) replaying the raw file with correction and the clean file
     without, in real time into the live engine."""
     from rtbold.player.replay import Replayer
-    from rtbold.player.synthetic import live_config, unique_id
-    from rtbold.stream.engine import LiveEngine
+    from rtbold.player.synthetic import live_config, run_replay, unique_id
 
     out = {}
     for label, path, ac in (("raw + correction", spec.eeg_path, cfg),
@@ -239,16 +238,7 @@ def live_latency(spec, runner_path: Path, cfg: ArtifactConfig) -> dict:
 
         lc = live_config(_Src, trigger__marker=MARKER)
         lc.artifacts = ac
-        frames = []
-        engine = LiveEngine(lc, on_frame=frames.append, runner=runner)
-        replay.start()
-        try:
-            engine.start()
-            replay.join(600)
-            time.sleep(1.0)
-        finally:
-            engine.stop()
-            replay.stop()
+        frames, _, _ = run_replay(replay, lc, runner)
         lat = [f.latency["published"] for f in frames if "published" in f.latency]
         ready = [f.latency["window_ready"] for f in frames if "window_ready" in f.latency]
         out[label] = (1000 * float(np.median(ready)), 1000 * float(np.median(lat)), len(lat))

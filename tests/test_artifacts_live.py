@@ -3,8 +3,6 @@ engine with MR-artefact correction gives the demo model's predictions on the cle
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -15,10 +13,9 @@ from rtbold.io.eeg import read_eeg
 from rtbold.player.replay import Replayer
 from rtbold.simulator import simulate_dataset
 from rtbold.simulator.config import in_scanner_config
-from rtbold.stream.engine import LiveEngine
 from rtbold.stream.worker import ModelRunner
 
-from live_helpers import live_config, unique_id
+from live_helpers import live_config, run_replay, unique_id
 
 # The default templates (20 volumes, 20 beats): a 113-s recording has ~20 fully corrected
 # windows (fewer volumes in a template put more EEG noise into it: 8 gave r = 0.84).
@@ -57,20 +54,8 @@ def test_replayed_raw_recording_with_correction_predicts_as_clean(scan, tmp_path
 
     cfg = live_config(_Src, tmp_path, trigger__marker="R128")
     cfg.artifacts = CFG
-    frames = []
-    engine = LiveEngine(cfg, on_frame=frames.append, runner=runner)
-    replay.start()
-    try:
-        engine.start()
-        replay.join(120)
-        deadline = time.monotonic() + 15
-        while (len(frames) + engine.n_skipped < len(replay.events)
-               and time.monotonic() < deadline):
-            time.sleep(0.05)
-        line = engine.status().artifacts
-    finally:
-        engine.stop()
-        replay.stop()
+    frames, engine, status = run_replay(replay, cfg, runner, timeout_s=120)
+    line = status.artifacts
     assert engine.inlet.lost_samples == 0 and engine.clock.mode == "markers"
     # The status line shows the correction with full templates and the heart rate.
     assert line.startswith("GA 20/20") and "BCG 20/20" in line and "bpm" in line, line
