@@ -282,6 +282,15 @@ class EEGPreprocessor:
                 return np.zeros((self.n_channels, 0)), np.zeros(0)
         return self._highpass(*self.resampler.process(chunk, timestamps))
 
+    def release(self) -> tuple[np.ndarray, np.ndarray]:
+        """Output of the samples the corrector held for a volume marker that has now come
+        (:meth:`rtbold.artifacts.MRCorrector.release`); empty without a corrector."""
+        if self.corrector is not None:
+            x, t = self.corrector.release()
+            if t.size:
+                return self._highpass(*self.resampler.process(x, t))
+        return np.zeros((self.n_channels, 0)), np.zeros(0)
+
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """Release what the chain holds (end of a recording, or before a gap)."""
         outs = []

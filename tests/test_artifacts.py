@@ -338,3 +338,20 @@ def test_in_scanner_simulation_is_deterministic_and_decomposes(tmp_path, recordi
     np.testing.assert_array_equal(m, truth["marker_samples"])
     assert len(truth["dropped_volumes"]) == 1 and len(truth["doubled_volumes"]) == 1
     assert truth["volume_samples"][truth["dropped_volumes"][0]] not in m
+
+
+def test_samples_waiting_for_a_marker_go_on_when_it_comes(rng):
+    """Samples past the point where the next trigger may come wait for its marker; adding the
+    marker releases them at once (``release``), without a new chunk."""
+    sf, C, tr = 1000.0, 2, 1.0
+    corr = MRCorrector(sf, C, ArtifactConfig(gradient="aas", gradient_templates=2), tr=tr)
+    x = rng.normal(0, 5, (C, 3200))
+    t = np.arange(3200) / sf
+    corr.add_markers([0.0, 1.0, 2.0])
+    _, got = corr.process(x[:, :3060], t[:3060])  # 60 ms past the expected trigger at 3.0 s
+    assert got[-1] < 3.0 - 0.002 and corr.held_s > 0.05
+    assert corr.release()[1].size == 0  # nothing new without the marker
+    corr.add_markers([3.0])
+    _, more = corr.release()
+    assert more[0] == pytest.approx(got[-1] + 1 / sf) and more[-1] == t[3059]
+    assert corr.held_s == 0

@@ -218,6 +218,11 @@ class MRCorrector:
             self._n_held += len(times)
         return self._release(self._cutoff())
 
+    def release(self) -> tuple[np.ndarray, np.ndarray]:
+        """What may be released now without new samples: call after :meth:`add_markers` so the
+        samples that waited for a marker go on at once, not with the next chunk."""
+        return self._release(self._cutoff())
+
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """Release everything held (end of a recording, or before a gap in the stream)."""
         if self._held and self.triggers is not None:

@@ -261,6 +261,12 @@ class Acquisition(threading.Thread):
             corr.add_markers([t for d, t in got if self._matches(d)])
             corr.set_horizon(got[-1][1])
             ticks = self._volume_ticks()
+            # The samples that waited for this marker go on now, not with the next chunk
+            # (the window that ends at the trigger must not wait for it).
+            out, times = self.pre.release()
+            if times.size:
+                self.ring.write(out.astype(np.float32), times)
+                self._artifact_marks()
         else:
             ticks = self.clock.on_markers(got)
         if ticks:
