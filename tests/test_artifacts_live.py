@@ -69,9 +69,11 @@ def test_replayed_raw_recording_with_correction_predicts_as_clean(scan, tmp_path
     live, ref, unc, off = [], [], [], []
     by_t = {round(t, 3): k for k, t in enumerate(volume_times)}
     for f in frames:
+        if "trigger" in f.flags:  # e.g. a missed trigger placed after the end of the scan
+            continue
         k = by_t.get(round(f.t - replay.t0, 3))
         assert k is not None, f"frame at {f.t - replay.t0:.3f} s is not a volume"
-        if k in clean and not set(f.flags) & {"gradient", "bcg", "trigger"}:
+        if k in clean and not set(f.flags) & {"gradient", "bcg"}:
             live.append(f.values)
             ref.append(clean[k])
             unc.append(raw[k])
