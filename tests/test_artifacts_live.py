@@ -52,7 +52,10 @@ def test_replayed_raw_recording_with_correction_predicts_as_clean(scan, tmp_path
     class _Src:  # what live_config needs
         name, source_id, tr, measured = replay.name, replay.source_id, 2.1, None
 
-    cfg = live_config(_Src, tmp_path, trigger__marker="R128")
+    # A sender starved by a loaded machine (5 kHz from a thread of this process) is not a
+    # stream that went away: no reconnection, which would lose samples.
+    cfg = live_config(_Src, tmp_path, trigger__marker="R128", stream__silence_s=20.0,
+                      stream__reconnect_s=60.0)
     cfg.artifacts = CFG
     frames, engine, status = run_replay(replay, cfg, runner, timeout_s=120)
     line = status.artifacts
