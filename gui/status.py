@@ -66,12 +66,13 @@ class StatusView(QtWidgets.QWidget):
                            ("rate", "Effective rate"), ("lost", "Lost samples"),
                            ("last_tick", "Last tick"), ("frames", "Frames"),
                            ("streams", "Inlets"), ("clock", "TR clock"),
-                           ("bad", "Channel flags"), ("waiting", "No TR because"),
-                           ("measured", "Measured BOLD"),
+                           ("bad", "Channel flags"), ("artifacts", "MR artefacts"),
+                           ("waiting", "No TR because"), ("measured", "Measured BOLD"),
                            ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
             w = QtWidgets.QLabel("—")
             w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad", "measured"))
+            w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad", "measured",
+                                  "artifacts"))
             self.fields[key] = w
             form.addRow(label, w)
         self.buffer = QtWidgets.QProgressBar()
@@ -130,7 +131,7 @@ class StatusView(QtWidgets.QWidget):
         if status is None:
             f["connected"].setText(f"<span style='color:{theme.MUTED}'>● not running</span>")
             for k in ("stream", "rate", "lost", "last_tick", "frames", "streams", "clock", "bad",
-                      "waiting", "measured", "device", "bundle", "message"):
+                      "artifacts", "waiting", "measured", "device", "bundle", "message"):
                 f[k].setText("—")
             self.buffer.setValue(0)
             return
@@ -162,6 +163,8 @@ class StatusView(QtWidgets.QWidget):
         bad = getattr(status, "bad_channels", None) or {}
         f["bad"].setText("; ".join(f"{flag}: {', '.join(chs)}" for flag, chs in bad.items())
                          or "none")
+        # MR-artefact correction: templates filled, residual, heart rate, triggers (issue 10)
+        f["artifacts"].setText(str(getattr(status, "artifacts", "") or "off"))
         waiting = str(getattr(status, "waiting_for", "") or "")
         f["waiting"].setText(f"<span style='color:{theme.ERROR}'>{waiting}</span>" if waiting
                              else "—")

@@ -167,6 +167,37 @@ class ChannelMapping:
         return msg
 
 
+_ECG_NAME = re.compile(r"^(ECG|EKG)", re.IGNORECASE)
+
+
+def find_ecg(source_names: list[str], source_types: list[str] | None = None,
+             label: str | None = None, *, what: str = "recording") -> int | None:
+    """Index of the ECG channel: ``label`` if given, else the channel of type ECG, else the one
+    named ECG/EKG; None when there is none.
+
+    Raises
+    ------
+    ValueError
+        ``label`` is given but not among the channels, or several channels could be the ECG.
+    """
+    names = list(source_names)
+    if label is not None:
+        want = label.strip().lower()
+        hits = [i for i, n in enumerate(names) if n.strip().lower() == want]
+        if not hits:
+            raise ValueError(f"{what} has no ECG channel {label!r} (artifacts.ecg_channel); its "
+                             f"channels are {', '.join(names)}.")
+        return hits[0]
+    types = [(t or "").lower() for t in (source_types or [""] * len(names))]
+    hits = [i for i, t in enumerate(types) if t == "ecg"]
+    if not hits:
+        hits = [i for i, n in enumerate(names) if _ECG_NAME.match(n.strip())]
+    if len(hits) > 1:
+        raise ValueError(f"{what} has several ECG channels ({', '.join(names[i] for i in hits)}); "
+                         "choose one with artifacts.ecg_channel.")
+    return hits[0] if hits else None
+
+
 def _standard_positions() -> dict[str, np.ndarray]:
     """MNE's standard 10-05 electrode positions by normalised name."""
     import mne

@@ -143,12 +143,13 @@ def read_targets(spec: ScanSpec, *, tr: float | None = None,
 
 def volume_times(rec: EEGRecording, n_volumes: int, *, marker: str | None = DEFAULT_MARKER,
                  tr: float | None = None, first_volume_s: float | None = None,
-                 skip_markers: int = 0) -> np.ndarray:
+                 skip_markers: int = 0, onsets: list[float] | None = None) -> np.ndarray:
     """Onset time (s, on the recording's clock) of each fMRI volume.
 
     From markers (annotations whose description is ``marker``, BrainVision ``Response/R149`` or
     ``Stimulus/S  1`` style included), or, when ``marker`` is None, from ``tr`` and
-    ``first_volume_s``.
+    ``first_volume_s``. ``onsets`` (on the recording's clock) replaces the markers' times: the
+    volumes the gradient correction found, with doubled triggers left out and missed ones placed.
 
     Raises
     ------
@@ -158,8 +159,10 @@ def volume_times(rec: EEGRecording, n_volumes: int, *, marker: str | None = DEFA
     """
     end = rec.first_time + rec.duration
     if marker is not None:
-        onsets = np.array([a.onset for a in rec.annotations if marker_matches(a.description, marker)])
-        onsets = onsets[skip_markers:] + rec.first_time
+        if onsets is None:
+            onsets = np.array([a.onset for a in rec.annotations
+                               if marker_matches(a.description, marker)]) + rec.first_time
+        onsets = np.asarray(onsets, dtype=np.float64)[skip_markers:]
         if len(onsets) == 0:
             seen = sorted({a.description for a in rec.annotations})
             raise ValueError(f"{rec.label} has no volume marker {marker!r}. Its annotations are "
@@ -199,6 +202,9 @@ class PreparedScan:
     target_stats: TargetStats
     mapping: ChannelMapping | None = None
     info: dict = field(default_factory=dict)
+    #: (K,) flags of each window from the MR-artefact correction ("gradient", "bcg", "trigger":
+    #: samples without a full template, a missed or doubled trigger); empty tuples without it.
+    flags: list = field(default_factory=list)
 
     @property
     def valid_indices(self) -> np.ndarray:
@@ -213,7 +219,8 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
                  policy: str = "refuse", roi_names: list[str] | None = None,
                  highpass: float | None = None, tr: float | None = None,
                  first_volume_s: float | None = None, skip_markers: int = 0,
-                 trust_pickle: bool = False, eeg: EEGRecording | None = None) -> PreparedScan:
+                 trust_pickle: bool = False, eeg: EEGRecording | None = None,
+                 artifacts=None) -> PreparedScan:
     """Read and preprocess one scan with the shared path.
 
     Parameters
@@ -229,6 +236,9 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
         Regions to predict, in order; None keeps every column of the table except global signals.
     highpass : float | None
         EEG high-pass (Hz) before windowing.
+    artifacts : rtbold.artifacts.ArtifactConfig | None
+        MR-artefact correction of a raw in-scanner recording (the live engine's, run on the
+        whole file); with gradient correction the volumes are the corrected trigger list.
     """
     series = read_targets(spec, tr=tr, trust_pickle=trust_pickle)
     if roi_names is not None:
@@ -241,10 +251,25 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
                                    policy=policy, what=str(spec.eeg_path))
     used = np.nonzero(mapping.matrix.any(axis=0))[0].tolist()
     rec.check_finite(used)
+    from .artifacts.corrector import recording_corrector
+
+    corrector, ecg = (recording_corrector(rec, len(ch_names), artifacts, series.tr, marker)
+                      if artifacts is not None else (None, None))
+    if ecg is not None:
+        rec.check_finite([ecg])
+    found = corrector.volume_times if corrector is not None and corrector.triggers else None
     onsets = volume_times(rec, series.n_volumes, marker=marker, tr=series.tr,
-                          first_volume_s=first_volume_s, skip_markers=skip_markers)
-    pre = EEGPreprocessor(rec.sfreq, mapping=mapping, highpass_hz=highpass)
-    data, times = pre.run(rec.data, first_time=rec.first_time)
+                          first_volume_s=first_volume_s, skip_markers=skip_markers, onsets=found)
+    pre = EEGPreprocessor(rec.sfreq, mapping=mapping, highpass_hz=highpass, corrector=corrector)
+    data, times = pre.run(rec.data, first_time=rec.first_time,
+                          ecg=None if ecg is None else rec.data[ecg])
+    flags = [()] * len(onsets)
+    if corrector is not None:
+        flags = window_flags(corrector.drain_marks(), onsets)
+        n_flagged = sum(bool(f) for f in flags)
+        logger.info("%s: MR-artefact correction (%s): %d of %d windows hold samples not fully "
+                    "corrected; %s", spec.name, artifacts.summary(), n_flagged, len(onsets),
+                    corrector.status().line())
     try:
         targets, stats = preprocess_targets(series.data, series.tr)
     except ValueError as err:
@@ -259,7 +284,20 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
     return PreparedScan(spec, data.astype(np.float32), times, onsets, targets, valid,
                         list(series.roi_names), series.tr, stats, mapping,
                         {"eeg_sfreq": rec.sfreq, "n_volumes": len(onsets),
-                         "n_windows": int(valid.sum()), "missing_channels": mapping.missing})
+                         "n_windows": int(valid.sum()), "missing_channels": mapping.missing,
+                         "n_flagged": sum(bool(f) for f in flags)}, flags)
+
+
+def window_flags(marks: list[tuple[str, float, float]], onsets: np.ndarray,
+                 window_s: float = WINDOW_S, pad_s: float = 0.1) -> list[tuple[str, ...]]:
+    """Flags of the window before each onset from ``(flag, t_start, t_stop)`` marks (as the live
+    ring buffer flags a frame; ``pad_s`` covers the resampler's spread)."""
+    out = []
+    for t in np.asarray(onsets, dtype=np.float64):
+        t0 = t - window_s
+        out.append(tuple(dict.fromkeys(f for f, a, b in marks
+                                       if a - pad_s <= t and b + pad_s >= t0)))
+    return out
 
 
 class WindowDataset:

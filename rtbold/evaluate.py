@@ -179,15 +179,19 @@ def fit_baselines(scans: list, train_items: list, ch_names: Sequence[str], *,
     return {"ridge baseline": ridge.eval(), "mean baseline": mean.eval()}
 
 
-def data_config_for(meta, data: str | Path, *, missing_channels: str = "refuse"):
+def data_config_for(meta, data: str | Path, *, missing_channels: str = "refuse",
+                    marker: str | None = None, artifacts=None):
     """How to read a dataset for a bundle: its marker, regions and EEG high-pass (the same
-    preprocessing the model was trained with; the live engine applies it too)."""
+    preprocessing the model was trained with; the live engine applies it too), and the
+    MR-artefact correction of raw in-scanner recordings (``artifacts``)."""
+    from .artifacts import ArtifactConfig
     from .training import DataConfig
 
     n = len(meta.roi_names)
-    return DataConfig(root=Path(data), marker=meta.marker or "R149",
+    return DataConfig(root=Path(data), marker=marker or meta.marker or "R149",
                       n_regions=n if n in (64, 128, 256) else 64,
-                      missing_channels=missing_channels, highpass=meta.eeg_highpass_hz)
+                      missing_channels=missing_channels, highpass=meta.eeg_highpass_hz,
+                      artifacts=artifacts or ArtifactConfig())
 
 
 def _same_root(a: str | Path | None, b: str | Path | None) -> bool:
@@ -248,7 +252,8 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
                      out: str | Path | None = None, split: str = "auto", baselines: bool = False,
                      device: str = "auto", missing_channels: str = "refuse", batch_size: int = 64,
                      max_windows_per_scan: int | None = None,
-                     labels: Sequence[str] | None = None) -> dict:
+                     labels: Sequence[str] | None = None, marker: str | None = None,
+                     artifacts=None) -> dict:
     """Evaluate one or more bundles on the same windows of a dataset; one report each and one
     comparison table.
 
@@ -273,6 +278,10 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
     labels : sequence of str | None
         Names of the bundles in the reports (default: model name, or the file's folder name
         when two bundles share one).
+    marker : str | None
+        Volume marker of the evaluated data (default: the first bundle's).
+    artifacts : rtbold.artifacts.ArtifactConfig | None
+        MR-artefact correction of the evaluated data (raw in-scanner recordings).
 
     Returns
     -------
@@ -306,8 +315,12 @@ def evaluate_bundles(bundles: Sequence[str | Path], data: str | Path, *,
     cache: dict[tuple, list] = {}
 
     def scans_for(meta, root: Path, max_windows: int | None = max_windows_per_scan) -> list:
-        cfg = data_config_for(meta, root, missing_channels=missing_channels)
-        key = (str(root), tuple(meta.ch_names), cfg.highpass, cfg.marker, max_windows)
+        scored = root == data  # the evaluated data may be raw in-scanner recordings
+        cfg = data_config_for(meta, root, missing_channels=missing_channels,
+                              marker=marker if scored else None,
+                              artifacts=artifacts if scored else None)
+        key = (str(root), tuple(meta.ch_names), cfg.highpass, cfg.marker, max_windows,
+               cfg.artifacts.summary())
         if key not in cache:
             cache[key] = load_scans(cfg, list(meta.ch_names), roi_names, max_windows)
         return cache[key]
@@ -487,6 +500,8 @@ def describe(bundle: str | Path) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> None:
+    from .artifacts.config import add_artifact_args
+
     p = subparsers.add_parser("evaluate", help="evaluate model bundles on a dataset",
                               description="Per-scan Tcorr, Pixcorr, ConnMSE, F1@25/50%, residual "
                                           "(global-removed) Tcorr and Pixcorr, global share, mean "
@@ -508,6 +523,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-windows-per-scan", type=int, default=None)
     p.add_argument("--label", action="append", default=None, dest="labels",
                    help="name of a bundle in the reports (repeat once per bundle, in order)")
+    p.add_argument("--marker", default=None,
+                   help="volume marker of the data (default: the bundle's, e.g. R149)")
+    add_artifact_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
     i = subparsers.add_parser("info", help="print a model bundle's metadata")
@@ -517,13 +535,16 @@ def add_parser(subparsers) -> None:
 
 
 def _cmd_evaluate(args) -> int:
+    from .artifacts.config import artifact_config_from_args
+
     if len(args.paths) < 2:
         raise SystemExit("rtbold evaluate: give at least one bundle and then the dataset root.")
     *bundles, data = args.paths
     res = evaluate_bundles(bundles, data, out=args.out, split=args.split,
                            baselines=args.baselines, device=args.device,
                            missing_channels=args.missing_channels,
-                           max_windows_per_scan=args.max_windows_per_scan, labels=args.labels)
+                           max_windows_per_scan=args.max_windows_per_scan, labels=args.labels,
+                           marker=args.marker, artifacts=artifact_config_from_args(args))
     print(f"{len(res['scans'])} scans ({res['split']}):")
     print(res["table"])
     if res["baselines"]:

@@ -210,7 +210,8 @@ class StreamingResampler:
 
 
 class EEGPreprocessor:
-    """The streaming EEG chain of both paths: channel mapping, resampling to 200 Hz, high-pass.
+    """The streaming EEG chain of both paths: channel mapping, MR-artefact correction at the
+    amplifier rate (optional), resampling to 200 Hz, high-pass.
 
     The optional high-pass (MODEL.md 1.2: 0.5 Hz in cross-subject training) is a causal
     Butterworth filter with carried state, so a live stream and an offline recording go through
@@ -227,11 +228,18 @@ class EEGPreprocessor:
         Number of input channels when ``mapping`` is None.
     highpass_hz : float | None
         High-pass cut-off at 200 Hz, or None for none.
+    corrector : rtbold.artifacts.MRCorrector | None
+        Gradient and BCG correction of raw in-scanner EEG, on the mapped channels before
+        resampling; it may hold samples back until their volume marker is known, so the output
+        of a call can lag its input (:meth:`flush` releases the rest). Its volume markers are
+        given to it directly (``corrector.add_markers``).
     """
 
     def __init__(self, sfreq_in: float, *, mapping=None, n_channels: int | None = None,
-                 highpass_hz: float | None = None, highpass_order: int = 4) -> None:
+                 highpass_hz: float | None = None, highpass_order: int = 4,
+                 corrector=None) -> None:
         self.mapping = mapping
+        self.corrector = corrector
         n_out = len(mapping.target_names) if mapping is not None else n_channels
         if n_out is None:
             raise ValueError("Give either a channel mapping or n_channels.")
@@ -251,19 +259,49 @@ class EEGPreprocessor:
         return self.resampler.delay_s
 
     def reset(self) -> None:
-        """Forget the past (after a gap): the next sample starts a fresh filter state."""
+        """Forget the past (after a gap, and after :meth:`flush`): fresh filter states; the
+        artefact templates are kept."""
         self.resampler.reset()
         self._zi = None
+        if self.corrector is not None:
+            self.corrector.reset_stream()
 
-    def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw chunk (source channels, n) in µV -> (model channels, m) at 200 Hz, and times."""
+    def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None,
+                ecg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw chunk (source channels, n) in µV -> (model channels, m) at 200 Hz, and times.
+
+        ``ecg`` (n,) is the ECG of the same samples, for the BCG correction.
+        """
         if self.mapping is not None:
             chunk = self.mapping.apply(np.asarray(chunk, dtype=np.float64))
+        if self.corrector is not None:
+            if timestamps is None:
+                raise ValueError("MR-artefact correction needs the samples' timestamps.")
+            chunk, timestamps = self.corrector.process(chunk, timestamps, ecg)
+            if chunk.shape[1] == 0:
+                return np.zeros((self.n_channels, 0)), np.zeros(0)
         return self._highpass(*self.resampler.process(chunk, timestamps))
 
+    def release(self) -> tuple[np.ndarray, np.ndarray]:
+        """Output of the samples the corrector held for a volume marker that has now come
+        (:meth:`rtbold.artifacts.MRCorrector.release`); empty without a corrector."""
+        if self.corrector is not None:
+            x, t = self.corrector.release()
+            if t.size:
+                return self._highpass(*self.resampler.process(x, t))
+        return np.zeros((self.n_channels, 0)), np.zeros(0)
+
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._highpass(*self.resampler.flush())
+        """Release what the chain holds (end of a recording, or before a gap)."""
+        outs = []
+        if self.corrector is not None:
+            x, t = self.corrector.flush()
+            if t.size:
+                outs.append(self._highpass(*self.resampler.process(x, t)))
+        outs.append(self._highpass(*self.resampler.flush()))
+        if len(outs) == 1:
+            return outs[0]
+        return np.concatenate([o for o, _ in outs], axis=1), np.concatenate([t for _, t in outs])
 
     def _highpass(self, out: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._sos is None or out.shape[1] == 0:
@@ -273,18 +311,20 @@ class EEGPreprocessor:
         out, self._zi = signal.sosfilt(self._sos, out, axis=1, zi=self._zi)
         return out, times
 
-    def run(self, data: np.ndarray, first_time: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, data: np.ndarray, first_time: float = 0.0, ecg: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """A whole recording (offline path): process in blocks of 10 s, then flush.
 
         Blocks keep temporaries small for long high-rate recordings; the output is the same as
-        for any other chunking.
+        for any other chunking. ``ecg`` (n,) is the recording's ECG for the BCG correction.
         """
         sfreq = self.resampler.sfreq_in
         block = int(10 * sfreq)
         outs, times = [], []
         for start in range(0, data.shape[1], block):
             stop = min(start + block, data.shape[1])
-            o, t = self.process(data[:, start:stop], first_time + np.arange(start, stop) / sfreq)
+            o, t = self.process(data[:, start:stop], first_time + np.arange(start, stop) / sfreq,
+                                None if ecg is None else ecg[start:stop])
             outs.append(o.astype(np.float32))
             times.append(t)
         o, t = self.flush()

@@ -1,8 +1,8 @@
 """What the live tests share: the synthetic sources and settings of :mod:`rtbold.player`."""
 
 from rtbold.player.synthetic import (SourceProcess, SyntheticSource, eeg_info,  # noqa: F401
-                                     live_config, make_runner, montage_channels, synthetic_eeg,
-                                     unique_id)
+                                     live_config, make_runner, montage_channels, run_replay,
+                                     synthetic_eeg, unique_id)
 
 
 def run_engine(source, runner, cfg, *, wall_timeout=60.0, windows=None, settle=1.0):

@@ -145,7 +145,9 @@ def _read_mne(path: Path) -> EEGRecording:
             logger.warning("%s: %s; the file looks truncated (%.3f s of data) and those markers "
                            "are lost.", path, str(w.message).strip().rstrip("."),
                            raw.n_times / raw.info["sfreq"])
-    types = raw.get_channel_types()
+    # BrainVision has no channel types: mne reads an ECG channel as EEG; its name says ECG.
+    types = ["ecg" if t == "eeg" and name.strip().upper().startswith(("ECG", "EKG")) else t
+             for name, t in zip(raw.ch_names, raw.get_channel_types())]
     data = raw._data  # preloaded float64 array: scale in place instead of copying 1+ GB
     data *= 1e6  # volts -> microvolts
     annotations = [

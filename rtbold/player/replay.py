@@ -203,13 +203,19 @@ class Replayer:
         Paced modes: wait for a consumer, then push the first ``preroll_s`` stream-seconds at
         once, stamped in the past as if the amplifier had been running that long, and pace the
         rest. A live session then has its first full 16 s window right away (``rtbold demo``).
+    artifacts : rtbold.artifacts.ArtifactConfig | None
+        Correct a raw in-scanner recording before publishing it (the live engine's correction,
+        run on the whole file; the ECG goes out as recorded), for consumers that do not
+        correct. Without it a raw file goes out raw, and ``rtbold run`` with
+        ``[live.artifacts]`` corrects it live.
     """
 
     def __init__(self, path, *, name: str | None = None, source_id: str | None = None,
                  speed: float = 1.0, fast: bool = False, loop: bool = False,
                  marker: str | None = "R149", chunk_s: float = 0.02, measured=None,
                  wait_consumer_s: float = 60.0, consumer_grace_s: float = 1.0,
-                 stream_name: str | None = None, preroll_s: float = 0.0) -> None:
+                 stream_name: str | None = None, preroll_s: float = 0.0,
+                 artifacts=None) -> None:
         if not preroll_s >= 0:
             raise ValueError(f"preroll_s must be >= 0, got {preroll_s!r}.")
         if not fast and not (speed > 0 and math.isfinite(speed)):
@@ -237,8 +243,16 @@ class Replayer:
         self.wait_consumer_s = float(wait_consumer_s)
         self.consumer_grace_s = float(consumer_grace_s)
         self.preroll_s = 0.0 if fast else float(preroll_s)
+        data = rec.data
+        if artifacts is not None and artifacts.enabled:
+            from ..artifacts import correct_recording
+
+            data, corrector = correct_recording(rec, artifacts, marker)
+            logger.info("%s corrected before the replay (%s): %s", self.path,
+                        artifacts.summary(), corrector.status().line())
         # Sample-major float32 once, so each push is a view (no per-chunk conversion).
-        self._samples = np.ascontiguousarray(rec.data.T, dtype=np.float32)
+        self._samples = np.ascontiguousarray(data.T, dtype=np.float32)
+        del data
 
         # Annotations to send: (sample index they fall on, onset in s from sample 0, text).
         events, outside = [], []
@@ -511,6 +525,9 @@ def add_parser(subparsers) -> None:
                         help="seconds to keep the streams open after the last sample (default 2; "
                              "with --fast: until the consumer disconnects, since it may still be "
                              "receiving: liblsl drops what an outlet has not sent when it closes)")
+    from ..artifacts.config import add_artifact_args
+
+    add_artifact_args(parser)
     parser.add_argument("--lsl-config", dest="replay_lsl_config", default=None, metavar="FILE",
                         help="liblsl configuration file to load first ('loopback' for the packaged "
                              "machine-only settings); same as the top-level --lsl-config")
@@ -518,6 +535,8 @@ def add_parser(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from ..artifacts.config import artifact_config_from_args
+
     if args.replay_lsl_config is not None:  # before the first LSL call (outlets are made in start)
         from rtbold.lslconfig import apply_lsl_config
 
@@ -526,7 +545,8 @@ def _main(args: argparse.Namespace) -> int:
                         fast=args.fast, loop=args.loop,
                         marker=None if args.all_annotations else args.marker,
                         chunk_s=args.chunk_ms / 1000.0,
-                        measured=False if args.no_measured else None)
+                        measured=False if args.no_measured else None,
+                        artifacts=artifact_config_from_args(args))
     streams = [replayer.name] + ([f"{replayer.name}-markers"] if replayer.events else [])
     if replayer.measured is not None:
         streams.append(f"{replayer.name}-measured-bold")

@@ -10,8 +10,8 @@
     was down. Tests kill it with SIGKILL and start it again. Each process publishes any of the
     EEG, marker and measured-BOLD streams, so one stream can restart while the others go on.
 
-:func:`make_runner` (a random-weight model) and :func:`live_config` (settings for a source)
-complete what the live tests and benchmarks need.
+:func:`make_runner` (a random-weight model), :func:`live_config` (settings for a source) and
+:func:`run_replay` (a replay into a live engine) complete what the live tests and benchmarks need.
 """
 
 from __future__ import annotations
@@ -303,6 +303,31 @@ def live_config(source, tmp_path=None, **over):
 
 
 # -- a source in its own process ------------------------------------------------------------------
+def run_replay(replay, config, runner, *, timeout_s: float = 600.0, settle_s: float = 15.0):
+    """Replay ``replay`` (a :class:`rtbold.player.replay.Replayer`) into a live engine until every
+    volume marker has a frame or a skip (or ``settle_s`` after the replay ended).
+
+    Returns the frames, the engine (stopped) and its status just before it stopped.
+    """
+    from rtbold.stream.engine import LiveEngine
+
+    frames: list = []
+    engine = LiveEngine(config, on_frame=frames.append, runner=runner)
+    replay.start()  # outlets exist from here
+    try:
+        engine.start()
+        replay.join(timeout_s)
+        deadline = time.monotonic() + settle_s
+        while (len(frames) + engine.n_skipped < len(replay.events)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        status = engine.status()
+    finally:
+        engine.stop()
+        replay.stop()
+    return frames, engine, status
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Body of ``python -m rtbold.player.synthetic``: push in real time until killed."""
     ch = montage_channels() if args.channels == "montage" else args.channels.split(",")

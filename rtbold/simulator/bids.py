@@ -15,17 +15,24 @@ import numpy as np
 
 from .. import __version__
 from ..atlas import NETWORK_ORDER, load_atlas
-from ..config import to_dict
 from .bold import load_bold_source, select_scans
-from .config import SimulatorConfig
+from .config import SimulatorConfig, knobs_dict
 from .core import ScanResult, ScanSimulator
 from .projection import RegionProjection, region_projection
+from .scanner import ECG_NAME, ScannerArtifacts
 
 logger = logging.getLogger(__name__)
 
 #: Above this many values (channels x samples) the .eeg file is streamed block by block
 #: instead of handing one array to pybv (which makes float64 copies of it).
 PYBV_MAX_VALUES = 20_000_000
+#: Added to the dataset README in the in-scanner mode.
+IN_SCANNER_README = (
+    "In-scanner mode: the EEG is raw, as a BrainAmp MR records it inside a 3 T scanner, with the "
+    "gradient artefact, the ballistocardiogram and an ECG channel (ECG); markers as the scanner "
+    "sent them (dropped and doubled triggers included). derivatives/rtbold-sim/sub-*/eeg holds "
+    "the clean EEG (desc-clean), the gradient artefact (desc-gradient) and the BCG (desc-bcg) "
+    "alone, and desc-scanner.npz the true volumes, triggers and R-peaks.\n")
 #: Where the simulator writes its ground truth (knobs, ceiling, explainable BOLD) under a root.
 SIM_DERIVATIVES = Path("derivatives") / "rtbold-sim"
 
@@ -114,40 +121,111 @@ def write_brainvision(sim: ScanSimulator, folder: Path, base: str,
                                ch_names=ch_names, fname_base=base, folder_out=folder,
                                events=events, overwrite=True, unit="µV", resolution=0.1)
         return [folder / f"{base}.{e}" for e in ("vhdr", "vmrk", "eeg")], data
-    eeg = folder / f"{base}.eeg"
-    with eeg.open("wb") as fid:
-        for block in sim.blocks():
-            (block / np.float32(0.1)).astype("<f4").T.tofile(fid)
-    width = len(str(mval))
-    code = f"{mtype[0]}{mval:>{width}}"
-    vmrk = folder / f"{base}.vmrk"
-    lines = ["Brain Vision Data Exchange Marker File, Version 1.0",
-             f"; Exported using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
-             "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", "", "[Marker Infos]",
-             "; Each entry: Mk<Marker number>=<Type>,<Description>,<Position in data points>,",
-             ";             <Size in data points>, <Channel number (0 = marker is related to all channels)>",
-             ";             <Date (YYYYMMDDhhmmssuuuuuu)>",
-             "; Fields are delimited by commas, some fields might be omitted (empty).",
-             r'; Commas in type or description text are coded as "\1".']
-    # BrainVision positions are 1-based
-    lines += [f"Mk{i + 1}={mtype},{code},{int(s) + 1},1,0" for i, s in enumerate(samples)]
-    vmrk.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    vhdr = folder / f"{base}.vhdr"
-    lines = ["Brain Vision Data Exchange Header File Version 1.0",
-             f"; Written using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
-             "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", f"MarkerFile={vmrk.name}",
-             "DataFormat=BINARY", "; Data orientation: MULTIPLEXED=ch1,pt1, ch2,pt1 ...",
-             "DataOrientation=MULTIPLEXED", f"NumberOfChannels={len(ch_names)}",
-             "; Sampling interval in microseconds", f"SamplingInterval={1e6 / sim.cfg.sfreq}", "",
-             "[Binary Infos]", "BinaryFormat=IEEE_FLOAT_32", "", "[Channel Infos]",
-             "; Each entry: Ch<Channel number>=<Name>,<Reference channel name>,",
-             '; <Resolution in "Unit">,<Unit>, Future extensions..',
-             "; Fields are delimited by commas, some fields might be omitted (empty).",
-             r'; Commas in channel names are coded as "\1".']
-    lines += [f"Ch{i + 1}={n},,0.1,µV" for i, n in enumerate(ch_names)]
-    lines += ["", "[Comment]", ""]
-    vhdr.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [vhdr, vmrk, eeg], None
+    writer = StreamedBrainVision(folder, base, ch_names, sim.cfg.sfreq)
+    for block in sim.blocks():
+        writer.write(block)
+    return writer.close(samples, mtype, mval), None
+
+
+class StreamedBrainVision:
+    """Write a BrainVision recording block by block (µV, float32, resolution 0.1 µV).
+
+    The same multiplexed little-endian float32 data, header and marker text that pybv writes,
+    so memory stays at one block however long the recording.
+    """
+
+    def __init__(self, folder: Path, base: str, ch_names: list[str], sfreq: float) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.base, self.ch_names, self.sfreq = folder, base, list(ch_names), sfreq
+        self.eeg = folder / f"{base}.eeg"
+        self._fid = self.eeg.open("wb")
+
+    def write(self, block: np.ndarray) -> None:
+        """Append (n_channels, m) samples in µV."""
+        (np.asarray(block, dtype=np.float32) / np.float32(0.1)).astype("<f4").T.tofile(self._fid)
+
+    def close(self, samples, mtype: str, mval: int) -> list[Path]:
+        """Write the marker file (one marker per sample index) and the header."""
+        import pybv
+
+        self._fid.close()
+        eeg, folder, base = self.eeg, self.folder, self.base
+        width = len(str(mval))
+        code = f"{mtype[0]}{mval:>{width}}"
+        vmrk = folder / f"{base}.vmrk"
+        lines = ["Brain Vision Data Exchange Marker File, Version 1.0",
+                 f"; Exported using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
+                 "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", "", "[Marker Infos]",
+                 "; Each entry: Mk<Marker number>=<Type>,<Description>,<Position in data points>,",
+                 ";             <Size in data points>, <Channel number (0 = marker is related to all channels)>",
+                 ";             <Date (YYYYMMDDhhmmssuuuuuu)>",
+                 "; Fields are delimited by commas, some fields might be omitted (empty).",
+                 r'; Commas in type or description text are coded as "\1".']
+        # BrainVision positions are 1-based
+        lines += [f"Mk{i + 1}={mtype},{code},{int(s) + 1},1,0" for i, s in enumerate(samples)]
+        vmrk.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        vhdr = folder / f"{base}.vhdr"
+        lines = ["Brain Vision Data Exchange Header File Version 1.0",
+                 f"; Written using pybv {pybv.__version__} (streamed by rtbold {__version__})", "",
+                 "[Common Infos]", "Codepage=UTF-8", f"DataFile={eeg.name}", f"MarkerFile={vmrk.name}",
+                 "DataFormat=BINARY", "; Data orientation: MULTIPLEXED=ch1,pt1, ch2,pt1 ...",
+                 "DataOrientation=MULTIPLEXED", f"NumberOfChannels={len(self.ch_names)}",
+                 "; Sampling interval in microseconds", f"SamplingInterval={1e6 / self.sfreq}", "",
+                 "[Binary Infos]", "BinaryFormat=IEEE_FLOAT_32", "", "[Channel Infos]",
+                 "; Each entry: Ch<Channel number>=<Name>,<Reference channel name>,",
+                 '; <Resolution in "Unit">,<Unit>, Future extensions..',
+                 "; Fields are delimited by commas, some fields might be omitted (empty).",
+                 r'; Commas in channel names are coded as "\1".']
+        lines += [f"Ch{i + 1}={n},,0.1,µV" for i, n in enumerate(self.ch_names)]
+        lines += ["", "[Comment]", ""]
+        vhdr.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return [vhdr, vmrk, eeg]
+
+
+def write_in_scanner(sim: ScanSimulator, eeg_dir: Path, deriv_dir: Path, base: str,
+                     seed: tuple[int, int, int]) -> tuple[list[Path], np.ndarray]:
+    """Write the raw in-scanner recording and its ground truth, block by block.
+
+    ``eeg_dir/<base>_eeg``: clean EEG + gradient artefact + BCG on the 26 channels and the ECG
+    (with its own gradient artefact), the markers as the scanner sent them (dropped and doubled
+    triggers included). ``deriv_dir/<base>_desc-{clean,gradient,bcg}_eeg``: each part alone, same
+    channels, one marker per true volume; ``<base>_desc-scanner.npz``: volume onsets, artefact
+    jitter, missing and doubled triggers, R-peaks, beat amplitudes, per-channel amplitudes.
+    Returns the files and the marker samples written.
+    """
+    cfg = sim.cfg
+    art = ScannerArtifacts(cfg.scanner, cfg.sfreq, sim.n_times, sim.volume_samples, sim.tr,
+                           sim.params.heart_rate, seed)
+    names = list(sim.result(None).ch_names) + [ECG_NAME]
+    parts = ("raw", "clean", "gradient", "bcg")
+    writers = {p: StreamedBrainVision(eeg_dir if p == "raw" else deriv_dir,
+                                      f"{base}_eeg" if p == "raw" else f"{base}_desc-{p}_eeg",
+                                      names, cfg.sfreq) for p in parts}
+    i0 = 0
+    for block in sim.blocks():
+        m = block.shape[1]
+        ga, bcg, ecg = art.block(i0, i0 + m)
+        clean = np.vstack([block, ecg[None]])
+        bcg_full = np.vstack([bcg, np.zeros((1, m))])
+        writers["raw"].write(clean + ga + bcg_full)
+        writers["clean"].write(clean)
+        writers["gradient"].write(ga)
+        writers["bcg"].write(bcg_full)
+        i0 += m
+    mtype, mval = _marker(cfg)
+    truth = art.truth()
+    files = []
+    for p, w in writers.items():
+        files += w.close(truth.marker_samples if p == "raw" else truth.volume_samples, mtype, mval)
+    npz = deriv_dir / f"{base}_desc-scanner.npz"
+    _savez_deterministic(
+        npz, sfreq=np.float64(cfg.sfreq), volume_samples=truth.volume_samples,
+        marker_samples=truth.marker_samples, dropped_volumes=truth.dropped,
+        doubled_volumes=truth.doubled, jitter_samples=truth.jitter_samples,
+        r_peaks_s=truth.r_peaks, bcg_scale=truth.bcg_scale, ga_ptp_uv=truth.ga_ptp_uv,
+        bcg_ptp_uv=truth.bcg_ptp_uv, ch_names=np.array(names))
+    files.append(npz)
+    return files, truth.marker_samples
 
 
 def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: str,
@@ -155,26 +233,46 @@ def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: 
     """Write one scan: EEG and its sidecars, the P-region targets, the ground truth."""
     base = f"sub-{sub}_task-rest_run-{run}"
     eeg_dir, func_dir = root / f"sub-{sub}" / "eeg", root / f"sub-{sub}" / "func"
-    files, _ = write_brainvision(sim, eeg_dir, f"{base}_eeg")
+    deriv = root / SIM_DERIVATIVES / f"sub-{sub}"
+    scanner = cfg.scanner.enabled
+    if scanner:
+        files, marker_samples = write_in_scanner(sim, eeg_dir, deriv / "eeg", base,
+                                                 (cfg.seed, sim.subject_index, sim.scan_index))
+    else:
+        files, _ = write_brainvision(sim, eeg_dir, f"{base}_eeg")
+        marker_samples = res.volume_samples
     duration = sim.n_times / cfg.sfreq
-    files.append(_write_json(eeg_dir / f"{base}_eeg.json", {
+    sidecar = {
         "TaskName": "rest", "TaskDescription": "simulated eyes-closed rest (rtbold simulate)",
         "SamplingFrequency": cfg.sfreq, "EEGChannelCount": len(res.ch_names), "EOGChannelCount": 0,
-        "ECGChannelCount": 0, "EMGChannelCount": 0, "MiscChannelCount": 0, "TriggerChannelCount": 0,
+        "ECGChannelCount": int(scanner), "EMGChannelCount": 0, "MiscChannelCount": 0,
+        "TriggerChannelCount": 0,
         "EEGReference": "average", "PowerLineFrequency": cfg.line_freq if cfg.line_freq else "n/a",
         "SoftwareFilters": "n/a", "RecordingType": "continuous",
         "RecordingDuration": round(duration, 6), "Manufacturer": "rtbold simulator",
         "ManufacturersModelName": f"rtbold {__version__}", "CapManufacturer": "n/a",
         "EEGPlacementScheme": "10-20 (NeuroBOLT 26-channel subset)",
         "VolumeMarker": cfg.marker, "RepetitionTime": res.tr,
-    }))
+    }
+    if scanner:
+        sidecar["TaskDescription"] = ("simulated eyes-closed rest inside a 3 T scanner: raw EEG "
+                                      "with gradient and pulse artefacts (rtbold simulate "
+                                      "--in-scanner)")
+        sidecar["MRAcquisition"] = {"Slices": cfg.scanner.slices,
+                                    "MultibandFactor": cfg.scanner.multiband,
+                                    "SilentGap": cfg.scanner.silent_s}
+    files.append(_write_json(eeg_dir / f"{base}_eeg.json", sidecar))
+    rows = [[n, "EEG", "µV", cfg.sfreq, "good"] for n in res.ch_names]
+    if scanner:
+        rows.append([ECG_NAME, "ECG", "µV", cfg.sfreq, "good"])
     files.append(_write_tsv(eeg_dir / f"{base}_channels.tsv",
-                            ["name", "type", "units", "sampling_frequency", "status"],
-                            [[n, "EEG", "µV", cfg.sfreq, "good"] for n in res.ch_names]))
+                            ["name", "type", "units", "sampling_frequency", "status"], rows))
     files.append(_write_tsv(eeg_dir / f"{base}_events.tsv",
                             ["onset", "duration", "sample", "trial_type", "value"],
-                            [[float(o), 0.0, int(s), "volume", cfg.marker]
-                             for o, s in zip(res.volume_onsets, res.volume_samples)]))
+                            ([[float(s) / cfg.sfreq, 0.0, int(s), "volume", cfg.marker]
+                              for s in marker_samples] if scanner else
+                             [[float(o), 0.0, int(s), "volume", cfg.marker]
+                              for o, s in zip(res.volume_onsets, res.volume_samples)])))
     atlas = load_atlas(len(res.roi_names))
     projection = res.extras.get("projection")
     tsv = func_dir / f"{base}_atlas-{atlas.name}_timeseries.tsv"
@@ -195,7 +293,6 @@ def _scan_files(root: Path, res: ScanResult, sim: ScanSimulator, sub: str, run: 
         "RepetitionTime": res.tr, "Atlas": atlas.name, "NumberOfVolumes": int(res.bold.shape[0]),
         "FirstVolumeOnsetInEEG": float(res.volume_onsets[0]), "Source": source,
     }))
-    deriv = root / SIM_DERIVATIVES / f"sub-{sub}"
     deriv.mkdir(parents=True, exist_ok=True)
     npz = deriv / f"{base}_desc-latent.npz"
     _savez_deterministic(
@@ -312,14 +409,15 @@ def simulate_dataset(out_dir: str | Path, config: SimulatorConfig | None = None,
            f", derived from the DiFuMo-64 series ({projection.describe()}); the EEG is the one "
            "of the 64-region simulation with the same seed.\n") +
         "derivatives/rtbold-sim holds the knobs, the per-region ceiling (an upper bound on the "
-        "EEG-explainable correlation) and the latent drive of every scan.\n", encoding="utf-8")
+        "EEG-explainable correlation) and the latent drive of every scan.\n"
+        + (IN_SCANNER_README if cfg.scanner.enabled else ""), encoding="utf-8")
     files.append(readme)
     C, O = np.array(ceilings), np.array(oracles)
     deriv = root / SIM_DERIVATIVES
     files.append(_write_json(deriv / "dataset_description.json", {
         "Name": "rtbold simulator ground truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "rtbold simulate", "Version": __version__}]}))
-    knobs = to_dict(cfg)
+    knobs = knobs_dict(cfg)
     if projection is None:  # the default 64-region output stays byte-identical to earlier ones
         for key in ("n_regions", "source_maps", "target_maps", "target_smoothing_mm"):
             knobs.pop(key)

@@ -45,6 +45,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target-maps", default=None, dest="target_maps", metavar="NII",
                    help="DiFuMo-128 maps (4-D) or DiFuMo-256 label image (3-D), with "
                         "--n-regions 128/256")
+    p.add_argument("--marker", default=None, help="volume marker (default R149; R128 in-scanner)")
+    p.add_argument("--in-scanner", action="store_true",
+                   help="raw EEG as recorded inside a 3 T scanner: gradient artefact, BCG and an "
+                        "ECG channel at 5 kHz (unless --sfreq), R128 markers, the clean EEG and "
+                        "each artefact under derivatives/ ([simulate.scanner] knobs)")
+    p.add_argument("--dropped-triggers", type=int, default=None, metavar="N",
+                   help="in-scanner: volume triggers left out per scan")
+    p.add_argument("--doubled-triggers", type=int, default=None, metavar="N",
+                   help="in-scanner: volume triggers doubled per scan")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -52,12 +61,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_toml
     from .bids import simulate_dataset
+    from .config import in_scanner_config
 
     overrides = {k: getattr(args, k) for k in ("n_subjects", "subject_offset", "scans_per_subject", "n_volumes",
                                               "sfreq", "seed", "bold_from", "bold_scans", "mode", "coupling",
-                                              "snr", "n_regions", "source_maps", "target_maps")}
-    cfg = load_simulator_config(args.config, **overrides)
+                                              "snr", "marker", "n_regions", "source_maps",
+                                              "target_maps")}
+    scanner = {k: v for k, v in (("dropped_triggers", args.dropped_triggers),
+                                 ("doubled_triggers", args.doubled_triggers)) if v is not None}
+    if args.in_scanner:
+        table = load_toml(args.config).get("simulate", {}) if args.config else {}
+        cfg = in_scanner_config(table, scanner=scanner, **overrides)
+    else:
+        if scanner:
+            overrides["scanner"] = scanner  # refused below unless the config enables the mode
+        cfg = load_simulator_config(args.config, **overrides)
+        if scanner and not cfg.scanner.enabled:
+            raise SystemExit("rtbold simulate: --dropped-triggers/--doubled-triggers need "
+                             "--in-scanner.")
     summary = simulate_dataset(args.out_dir, cfg, overwrite=args.overwrite,
                                progress=not args.no_progress)
     print(summary.format())

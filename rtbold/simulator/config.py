@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, from_dict, load_config
+from .scanner import ScannerConfig
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class SimulatorConfig:
     synthetic_exponent: float = field(default=1.0, metadata={"range": (0.0, 3.0)})
     # --- engineering ------------------------------------------------------------------------------
     block_s: float = field(default=10.0, metadata={"range": (1.0, 600.0)})
+    # --- in-scanner mode (opt-in; rtbold.simulator.scanner) -----------------------------------
+    scanner: ScannerConfig = field(default_factory=ScannerConfig)
 
     def __post_init__(self) -> None:
         if self.hrf_peak_min > self.hrf_peak_max:
@@ -109,6 +112,10 @@ class SimulatorConfig:
         if self.n_regions == 64 and (self.source_maps or self.target_maps):
             raise ConfigError("simulate.source_maps / target_maps are used only with "
                               "simulate.n_regions = 128 or 256; remove them or set n_regions.")
+        if self.scanner.enabled and self.sfreq < 1000.0:
+            raise ConfigError(f"simulate.sfreq = {self.sfreq:g} Hz: the in-scanner mode needs the "
+                              "amplifier rate of an MR amplifier (>= 1000 Hz, 5000 Hz usually) "
+                              "for the gradient artefact.")
         if not re.fullmatch(r"[SR]\s*\d{1,3}", self.marker):
             raise ConfigError(f"simulate.marker: {self.marker!r} is not a BrainVision marker like "
                               "'R149' or 'S1' (S = Stimulus, R = Response, then 1-999).")
@@ -131,6 +138,8 @@ def load_simulator_config(path: str | Path | None = None, **overrides: Any) -> S
     from ..config import to_dict
 
     base = to_dict(cfg)
+    if isinstance(overrides.get("scanner"), dict):  # scanner knobs on top of the file's
+        overrides["scanner"] = {**base["scanner"], **overrides["scanner"]}
     base.update(overrides)
     return from_dict(SimulatorConfig, base, "simulate (command line)")
 
@@ -144,4 +153,29 @@ def with_overrides(cfg: SimulatorConfig, **kw: Any) -> SimulatorConfig:
     return from_dict(SimulatorConfig, base, "simulate")
 
 
-__all__ = ["SimulatorConfig", "simulator_config", "load_simulator_config", "with_overrides"]
+def knobs_dict(cfg: SimulatorConfig) -> dict[str, Any]:
+    """The knobs as written to ``knobs.json``; the in-scanner table only when that mode is on
+    (so the default output stays byte for byte what it was)."""
+    from ..config import to_dict
+
+    out = to_dict(cfg)
+    if not cfg.scanner.enabled:
+        out.pop("scanner")
+    return out
+
+
+def in_scanner_config(data: dict[str, Any] | None = None, **overrides: Any) -> SimulatorConfig:
+    """Config of the in-scanner mode: 5 kHz and ``R128`` markers unless given otherwise.
+
+    ``data`` is a ``[simulate]`` table (its ``scanner`` table included); ``overrides`` are
+    top-level knobs, and ``scanner=dict(...)`` knobs of the scanner table.
+    """
+    merged = {"sfreq": 5000.0, "marker": "R128", **(data or {})}
+    scanner = {**merged.get("scanner", {}), **overrides.pop("scanner", {}), "enabled": True}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    merged["scanner"] = scanner
+    return from_dict(SimulatorConfig, merged, "simulate")
+
+
+__all__ = ["ScannerConfig", "SimulatorConfig", "simulator_config", "load_simulator_config",
+           "with_overrides", "knobs_dict", "in_scanner_config"]

@@ -51,6 +51,17 @@ logger = logging.getLogger(__name__)
 _AHEAD_S = 1.0
 #: Seconds of stream time kept free between the newest sample and a needed window's start.
 _MARGIN_S = 1.0
+#: What the events log says about volume triggers the MR-artefact correction classified.
+_TRIGGER_TEXT = {
+    "doubled": "doubled volume trigger {marker!r} at {t:.3f} s ignored (no frame); frames over "
+               "it flagged 'trigger'",
+    "inferred": "volume trigger {marker!r} missed: placed at {t:.3f} s, one TR after the last; "
+                "its frame and the frames over it flagged 'trigger'",
+    "lost": "volume triggers {marker!r} lost from {t:.3f} s (scanner stopped?): gradient "
+            "correction paused, frames flagged 'gradient'",
+    "restart": "volume triggers {marker!r} restart at {t:.3f} s at another spacing: gradient "
+               "templates start again",
+}
 
 
 class MeasuredStore:
@@ -204,12 +215,14 @@ class Acquisition(threading.Thread):
             self._backlog_n += len(chunk.times)
             if len(chunk.times) < self.eeg.max_chunk:
                 break
+        ticks += self._marker_horizon()
         for _ in range(16):  # write what may be written, coming back to the markers between
             if not self._backlog or not self._may_pull():
                 break
             chunk = self._backlog.popleft()
             self._backlog_n -= len(chunk.times)
             self._ingest(chunk)
+            ticks += self._volume_ticks()
             if self.clock.mode == "internal" and self._segment_start is not None:
                 first_full = self._segment_start + self.ring.window_samples / self.ring.sfreq
                 ticks += self.clock.on_data(first_full, self.ring.latest_time())
@@ -244,13 +257,53 @@ class Acquisition(threading.Thread):
             self.sink.event("clock", got[0][1], f"TR ticks now from marker stream "
                             f"{self.markers.name!r} (marker {self.clock.marker!r}); the internal "
                             "clock stops", status=True)
-        ticks = self.clock.on_markers(got)
+        corr = self.pre.corrector
+        if corr is not None and corr.triggers is not None and self.clock.mode == "markers":
+            # The volumes come from the trigger classification: a doubled marker makes no
+            # tick, a missed one gets a tick one TR on (flagged).
+            corr.add_markers([t for d, t in got if self._matches(d)])
+            corr.set_horizon(got[-1][1])
+            ticks = self._volume_ticks()
+            # The samples that waited for this marker go on now, not with the next chunk
+            # (the window that ends at the trigger must not wait for it).
+            out, times = self.pre.release()
+            if times.size:
+                self.ring.write(out.astype(np.float32), times)
+                self._artifact_marks()
+        else:
+            ticks = self.clock.on_markers(got)
         if ticks:
             self._last_marker_t = ticks[-1].t
             self._check_ahead(ticks[-1].t - pylsl.local_clock(), "marker")
         else:
             self._markers_since_tick += [d for d, _ in got][:20]
             del self._markers_since_tick[:-20]
+        return ticks
+
+    def _marker_horizon(self) -> list[Tick]:
+        """Live: a volume marker is in within ``marker_latency_s`` (LSL clock) of its time, so
+        every marker up to then has come; missed triggers before it are placed."""
+        corr = self.pre.corrector
+        if corr is None or corr.triggers is None:
+            return []
+        corr.set_horizon(pylsl.local_clock() - self.config.artifacts.marker_latency_s)
+        return self._volume_ticks()
+
+    def _volume_ticks(self) -> list[Tick]:
+        """Ticks and events of the trigger classification since the last call."""
+        corr = self.pre.corrector
+        if corr is None:
+            return []
+        ticks = []
+        for ev in corr.drain_events():
+            if ev.starts_volume and self.clock.mode == "markers":
+                ticks.append(self.clock.on_volume(ev.t, "inferred" if ev.kind == "inferred"
+                                                  else "marker"))
+            text = _TRIGGER_TEXT.get(ev.kind)
+            if text is not None:
+                self.sink.event("trigger", ev.t, text.format(marker=self.clock.marker,
+                                                             t=ev.t), warn=ev.kind != "restart",
+                                status=True, log_every=True)
         return ticks
 
     def _matches(self, desc: str) -> bool:
@@ -397,15 +450,26 @@ class Acquisition(threading.Thread):
             if brk is not None:
                 self._handle_break(brk)
             if stop > start:
-                out, times = rs.process(chunk.data[:, start:stop], chunk.times[start:stop])
+                ecg = None if chunk.aux is None else chunk.aux[start:stop]
+                out, times = rs.process(chunk.data[:, start:stop], chunk.times[start:stop], ecg)
                 ring.write(out.astype(np.float32), times)
             start = stop
+        self._artifact_marks()
         for a, b in chunk.nan_spans:
             # The filter spreads a replaced sample over its length: flag that much around it.
             ring.mark_nan(a - 2 * rs.delay_s, b + 2 * rs.delay_s)
             if self._log.allow("nan-event"):
                 self.sink.event("nan", a, f"EEG stream {eeg.name!r}: NaN samples {a:.3f}-{b:.3f} "
                                 f"s replaced ({eeg.nan_policy}); {eeg.n_nan} so far")
+
+    def _artifact_marks(self) -> None:
+        """Windows over samples the MR-artefact correction could not fully correct get flagged."""
+        corr = self.pre.corrector
+        if corr is None:
+            return
+        pad = 2 * self.pre.delay_s
+        for flag, a, b in corr.drain_marks():
+            self.ring.mark(flag, a - pad, b + pad)
 
     def _check_channels(self, raw: np.ndarray, times: np.ndarray) -> None:
         before = dict(self.quality.current)
@@ -427,6 +491,7 @@ class Acquisition(threading.Thread):
         out, times = rs.flush()  # keep the samples up to the break
         if out.shape[1]:
             ring.write(out.astype(np.float32), times)
+        self._artifact_marks()
         rs.reset()
         settle = 2 * rs.delay_s + 1.0 / ring.sfreq
         if brk.kind == "jump":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifacts.config import ArtifactConfig
 from ..config import ConfigError, load_config
 
 
@@ -154,6 +155,8 @@ class LiveConfig:
     measured: MeasuredConfig = field(default_factory=MeasuredConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    #: MR-artefact correction of raw in-scanner EEG (``[live.artifacts]``), off by default.
+    artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
 
     def check(self) -> None:
         """Raise ConfigError for what can be checked before loading a model or connecting.

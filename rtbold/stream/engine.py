@@ -168,10 +168,11 @@ class LiveEngine:
                             "time", status=True)
         if cfg.measured.enabled:
             self._connect_measured(info.name())
-        # The shared chain after channel mapping (done by the inlet): resampling to 200 Hz and
-        # the high-pass the model was trained with, exactly as offline (prepare_scan).
+        # The shared chain after channel mapping (done by the inlet): MR-artefact correction
+        # (when asked for), resampling to 200 Hz and the high-pass the model was trained with,
+        # exactly as offline (prepare_scan).
         pre = EEGPreprocessor(self.inlet.sfreq, n_channels=len(runner.ch_names),
-                              highpass_hz=runner.highpass_hz)
+                              highpass_hz=runner.highpass_hz, corrector=self._make_corrector())
         self.ring = RingBuffer(len(runner.ch_names), cfg.buffer_s)
         worker_ref: dict = {}
         self.acquisition = acq = Acquisition(
@@ -192,8 +193,46 @@ class LiveEngine:
         self.worker.start()
         acq.start()
 
+    def _make_corrector(self):
+        """The MR-artefact corrector for this stream (None when the correction is off)."""
+        import dataclasses
+
+        cfg, inlet = self.config, self.inlet
+        ac = cfg.artifacts
+        if not ac.enabled:
+            return None
+        from ..artifacts import MRCorrector
+        from ..channels import find_ecg
+
+        what = f"EEG stream {inlet.name!r}"
+        ecg = find_ecg(inlet.ch_names, inlet.ch_types, ac.ecg_channel, what=what)
+        if ecg is None and ac.bcg != "off":
+            self.sink.event("warning", None, f"{what} has no ECG channel (no channel of type ECG "
+                            "or named ECG/EKG; set live.artifacts.ecg_channel): BCG correction "
+                            "is off, frames flagged 'bcg'", warn=True, status=True)
+        if ac.gradient != "off" and cfg.trigger.source != "markers":
+            self.sink.event("warning", None, "gradient correction needs the scanner's volume "
+                            "markers (live.trigger.source = 'markers'); it is off", warn=True,
+                            status=True)
+            ac = dataclasses.replace(ac, gradient="off")
+        if ac.gradient != "off" and inlet.sfreq < 1000:
+            self.sink.event("warning", None, f"{what} runs at {inlet.sfreq:g} Hz: the gradient "
+                            "artefact is only sampled well at an MR amplifier's rate (5 kHz)",
+                            warn=True)
+        if not ac.enabled:
+            return None
+        inlet.ecg_index = ecg
+        corrector = MRCorrector(inlet.sfreq, len(self.runner.ch_names), ac, self.tr,
+                                has_ecg=ecg is not None)
+        ecg_text = f"ECG channel {inlet.ch_names[ecg]!r}" if ecg is not None else "no ECG"
+        self.sink.event("artifacts", None, f"MR-artefact correction at {inlet.sfreq:g} Hz: "
+                        f"{ac.summary()}; {ecg_text}", status=True)
+        return corrector
+
     def _extra_flags(self, tick) -> tuple[str, ...]:
         flags = ("internal_clock",) if tick.source == "internal" else ()
+        if tick.source == "inferred":
+            flags += ("trigger",)
         if self.acquisition is not None and self.acquisition.amplitude_flag:
             flags += ("amplitude",)
         return flags
@@ -284,7 +323,15 @@ class LiveEngine:
             bad_channels=quality,
             measured=mi.note if mi is not None else "",
             measured_regions=(mi.match.n_common if mi is not None and mi.match is not None
-                              else None))
+                              else None),
+            artifacts=self.artifact_status.line() if self.artifact_status is not None else "")
+
+    @property
+    def artifact_status(self):
+        """:class:`rtbold.artifacts.ArtifactStatus` of the MR-artefact correction (None: off)."""
+        acq = self.acquisition
+        corr = acq.pre.corrector if acq is not None else None
+        return corr.status() if corr is not None else None
 
     # -- setup ----------------------------------------------------------------------------------
     def _set_threads(self) -> None:

@@ -37,7 +37,11 @@ class Frame:
         ``"amplitude"`` (the EEG's RMS is implausible for microvolts), ``"nonfinite"`` (the
         model gave NaN/inf: not published), ``"constant"`` (predictions unchanged over several
         TRs), ``"late"`` (published more than one TR after the volume, LSL clock),
-        ``"internal_clock"`` (tick from the internal clock, not a trigger).
+        ``"internal_clock"`` (tick from the internal clock, not a trigger); with MR-artefact
+        correction (``[live.artifacts]``): ``"gradient"`` / ``"bcg"`` (the window holds samples
+        without a full gradient or BCG template: the first volumes or beats, no trigger, a
+        missed beat, no ECG channel), ``"trigger"`` (a missed trigger was placed one TR on, or a
+        doubled one ignored, within the window; a frame of a missed trigger carries it too).
     latency : dict
         Stage -> seconds since the tick (``window_ready``, ``inference_start``, ``inference_end``,
         ``published``, ``recorded``).
@@ -87,3 +91,6 @@ class EngineStatus:
     measured: str = ""
     #: Model regions with a measured series (None: no measured-BOLD stream found yet).
     measured_regions: int | None = None
+    #: MR-artefact correction, one line ("" when off): templates filled, residual, heart rate,
+    #: triggers missed and doubled (rtbold.artifacts.ArtifactStatus.line).
+    artifacts: str = ""

@@ -235,6 +235,7 @@ class Chunk:
     data: np.ndarray  # (n_target, n) float64
     times: np.ndarray  # (n,) stream time
     raw: np.ndarray | None = None  # (n, n_source) as received (NaN kept), in µV
+    aux: np.ndarray | None = None  # (n,) the ECG channel (EEGInlet.ecg_index), NaN replaced, µV
     breaks: list[Break] = field(default_factory=list)
     nan_spans: list[tuple[float, float]] = field(default_factory=list)
     n_nan: int = 0
@@ -557,6 +558,9 @@ class EEGInlet(LslStream):
                 "labels, or raise max_filled if you accept predictions from filled channels.")
         self.units_setting = units
         self.scale = unit_scale(ch_units, units, types, what=what)
+        #: Source index of the ECG channel passed along as ``Chunk.aux`` (set by the engine for
+        #: the BCG correction), None: none.
+        self.ecg_index: int | None = None
         self._matrix = (self.mapping.matrix * self.scale).astype(np.float64)
         self.max_chunk = int(max_chunk or max(64, int(np.ceil(self.sfreq * 2.0))))
         self._buf = np.empty((self.max_chunk, self.n_channels), dtype=self._inlet.np_dtype)
@@ -616,6 +620,8 @@ class EEGInlet(LslStream):
         if x.size and self.nan_policy == "hold":
             self._hold = x[-1].copy()
         chunk.data = self._matrix @ x.T
+        if self.ecg_index is not None:
+            chunk.aux = x[:, self.ecg_index] * self.scale
         chunk.breaks = self._continuity(times)
         self._update_rate(times)
         return chunk

@@ -67,7 +67,8 @@ def build_config(args: argparse.Namespace):
 
 
 def status_line(frame, engine) -> str:
-    """One line per TR: index, stream time, lost samples, latency, strongest region, flags."""
+    """One line per TR: index, stream time, lost samples, latency, strongest region, flags, and
+    the MR-artefact correction's state when it runs."""
     values = np.asarray(frame.values)
     k = int(np.argmax(np.abs(values))) if values.size else 0
     roi = engine.roi_names[k] if engine.roi_names else str(k)
@@ -75,8 +76,10 @@ def status_line(frame, engine) -> str:
     lat = frame.latency.get("published", float("nan")) * 1e3
     fb = "" if frame.feedback is None else f" fb={frame.feedback:+.2f}"
     flags = f" [{','.join(frame.flags)}]" if frame.flags else ""
+    art = engine.artifact_status
+    mr = f"  MR: {art.line()}" if art is not None else ""
     return (f"TR {frame.index:5d}  t={frame.t:12.3f}  lost={lost}  latency={lat:6.1f} ms  "
-            f"strongest={roi} ({values[k]:+.2f}){fb}{flags}")
+            f"strongest={roi} ({values[k]:+.2f}){fb}{flags}{mr}")
 
 
 class StatusNotices:

@@ -26,7 +26,7 @@ class Tick:
 
     index: int
     t: float
-    source: str  # "marker" | "internal"
+    source: str  # "marker" | "internal" | "inferred" (a missed trigger placed one TR on)
     wall: float
 
 
@@ -77,6 +77,11 @@ class TRClock:
         if self.mode != "markers":
             return []
         return [self._tick(t, "marker") for desc, t in markers if marker_matches(desc, self.marker)]
+
+    def on_volume(self, t: float, source: str = "marker") -> Tick:
+        """A tick for a volume found by the trigger classification (``"marker"`` or, for a
+        missed trigger placed one TR on, ``"inferred"``)."""
+        return self._tick(t, source)
 
     def on_data(self, first_full_t: float | None, latest_t: float | None) -> list[Tick]:
         """Internal clock: ticks up to ``latest_t``, the first one at ``first_full_t``.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts.config import ArtifactConfig
 from ..config import ConfigError, from_dict, load_toml
 
 @dataclass
@@ -33,6 +34,9 @@ class DataConfig:
                                   metadata={"choices": ("refuse", "interpolate", "zero")})
     #: EEG high-pass (Hz) before windowing; NeuroBOLT uses 0.5 cross-subject, none intra-scan.
     highpass: float | None = field(default=None, metadata={"range": (0.0, 20.0)})
+    #: MR-artefact correction of raw in-scanner recordings (``[data.artifacts]``, the same
+    #: settings and code as ``[live.artifacts]``); off by default.
+    artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
 
 
 @dataclass

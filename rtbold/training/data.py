@@ -77,7 +77,8 @@ def load_scans(data: DataConfig, ch_names: Sequence[str], roi_names: Sequence[st
     scans = []
     for spec in specs:
         sc = prepare_scan(spec, list(ch_names), marker=data.marker, policy=data.missing_channels,
-                          roi_names=list(roi_names), highpass=data.highpass)
+                          roi_names=list(roi_names), highpass=data.highpass,
+                          artifacts=data.artifacts if data.artifacts.enabled else None)
         if max_windows is not None:
             valid = np.flatnonzero(sc.valid)
             sc.valid = sc.valid.copy()
