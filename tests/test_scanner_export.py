@@ -22,11 +22,11 @@ SHAPE = (10, 10, 8)
 AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])
 
 
-def _atlas(n_regions: int, seed: int = 0) -> np.ndarray:
+def _atlas(n_regions: int, seed: int = 0, shape=SHAPE) -> np.ndarray:
     """(x, y, z, P) overlapping Gaussian blobs at random centres: a probabilistic atlas."""
     rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), axis=-1)
-    centres = rng.uniform([1, 1, 1], np.array(SHAPE) - 2, size=(n_regions, 3))
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1)
+    centres = rng.uniform([1, 1, 1], np.array(shape) - 2, size=(n_regions, 3))
     maps = [np.exp(-np.sum((grid - c) ** 2, axis=-1) / (2 * 1.2 ** 2)) for c in centres]
     return np.stack(maps, axis=-1).astype(np.float32)
 
@@ -41,7 +41,7 @@ def atlas3(tmp_path_factory):
 
 
 def _volume(maps: np.ndarray, values: np.ndarray, rng) -> nib.Nifti1Image:
-    data = 500.0 + maps @ values + rng.normal(0, 0.05, SHAPE)
+    data = 500.0 + maps @ values + rng.normal(0, 0.05, maps.shape[:3])
     return nib.Nifti1Image(data.astype(np.float32), AFFINE)
 
 
@@ -85,15 +85,16 @@ def _export(folder, maps_path, triggers, names, reference=None, **kw) -> Scanner
     kw.setdefault("tr", 0.5)
     if reference is None:
         reference = Path(folder).parent / "reference.nii"
-        nib.save(nib.Nifti1Image(np.ones(SHAPE, dtype=np.float32), AFFINE), reference)
+        shape = nib.load(maps_path).shape[:3]
+        nib.save(nib.Nifti1Image(np.ones(shape, dtype=np.float32), AFFINE), reference)
     kw["reference"] = reference
     return ScannerExport(folder, maps_path, roi_names=names, atlas="synthetic",
                          markers=triggers.name, marker="R128", name=unique_id("scanner-bold"),
                          settle_s=0.05, poll_s=0.02, resolve_timeout_s=5.0, **kw)
 
 
-def _inlet(name: str) -> pylsl.StreamInlet:
-    found = pylsl.resolve_byprop("name", name, 1, 5.0)
+def _inlet(name: str, timeout: float = 5.0) -> pylsl.StreamInlet:
+    found = pylsl.resolve_byprop("name", name, 1, timeout)
     assert found, f"published stream {name!r} not found"
     inlet = pylsl.StreamInlet(found[0], recover=False)
     inlet.open_stream(5.0)
@@ -282,3 +283,102 @@ def test_online_normalisation_approaches_the_offline_one():
     assert np.median(r_late) > 0.9 and np.median(r_late) > np.median(r_early)
     # the scale is the offline one's by the end
     assert np.median(np.abs(online[-1] - offline[-1])) < 0.1 * np.median(np.abs(offline[-1]))
+
+
+@pytest.mark.slow
+def test_rtbold_run_reads_the_published_stream_as_its_measured_bold(tmp_path, rng):
+    """End to end: the live engine (a random-weight DiFuMo-64 model) on a synthetic EEG stream
+    with R149 volume markers; the exporter pairs volumes (a synthetic 64-map atlas labelled with
+    the DiFuMo-64 names) with the same markers. The engine matches all 64 regions by name and
+    holds each published volume at its marker's time, which is where a frame looks it up."""
+    from rtbold.atlas import load_atlas
+
+    from live_helpers import (SyntheticSource, live_config, make_runner, montage_channels,
+                              run_engine)
+
+    runner = make_runner(montage_channels())  # before the volumes come: it takes seconds
+    names = list(load_atlas(64).roi_names)
+    shape = (16, 16, 12)
+    maps = _atlas(64, seed=3, shape=shape)
+    maps_path = tmp_path / "maps64.nii.gz"
+    nib.save(nib.Nifti1Image(maps, AFFINE), maps_path)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    src = SyntheticSource(montage_channels(), 250.0, 19.2, tr=1.0, speed=10.0)
+    export = ScannerExport(folder, maps_path, roi_names=names, atlas="DiFuMo64", tr=1.0,
+                           markers=f"{src.name}-markers", marker="R149",
+                           name=unique_id("scanner-bold"), settle_s=0.05, poll_s=0.02,
+                           resolve_timeout_s=5.0, missing_s=120.0,  # the engine starts slowly
+                           reference=_write(tmp_path, 0, _volume(maps, np.zeros(64), rng)))
+    export.start()
+    for k in range(len(src.onsets)):  # reconstructed before their triggers come: they wait
+        _write(folder, k + 1, _volume(maps, rng.normal(0, 10, 64), rng))
+    cfg = live_config(src, tmp_path)
+    cfg.measured.name = export.name
+    cfg.measured.resolve_timeout_s = 5.0
+    try:
+        engine, frames, statuses, errors = run_engine(src, runner, cfg)
+        _wait(lambda: export.counts["published"] == len(src.onsets))
+    finally:
+        export.stop()
+    assert not errors and frames
+    assert export.counts == {"published": len(src.onsets), "late": 0, "out_of_order": 0,
+                             "missing": 0, "corrupt": 0, "duplicate": 0, "unpaired": 0}
+    assert statuses[-1].measured_regions == 64
+    np.testing.assert_allclose([p.t for p in export.published], src.marker_times, atol=1e-3)
+    store = engine.acquisition.measured
+    for p in export.published:
+        np.testing.assert_allclose(store.at(p.t), p.values, rtol=1e-6)
+    for f in frames:  # a frame made after its volume came carries it
+        if f.measured is not None:
+            k = int(np.argmin(np.abs(src.marker_times - f.t)))
+            np.testing.assert_allclose(f.measured, export.published[k].values, rtol=1e-6)
+
+
+def test_the_measured_store_keeps_an_out_of_order_volume_in_its_place():
+    from rtbold.stream.acquisition import MeasuredStore
+
+    store = MeasuredStore(tr=2.0, maxlen=3)
+    for t in (10.0, 14.0, 12.0):  # the volume at 12 s came after the one at 14 s
+        store.add(np.array([t]), np.array([[t]]))
+    assert [store.at(t)[0] for t in (10.0, 12.0, 14.0, 15.9)] == [10.0, 12.0, 14.0, 14.0]
+    store.add(np.array([8.0]), np.array([[8.0]]))  # older than all kept, store full: dropped
+    store.add(np.array([13.0]), np.array([[13.0]]))  # the oldest (10 s) goes
+    assert store.at(10.0) is None and store.at(13.5)[0] == 13.0 and len(store) == 3
+
+
+def test_the_command_publishes_until_n_volumes_and_says_what_it_did(tmp_path, rng, capsys):
+    import threading
+
+    from rtbold.cli import main
+
+    shape = (16, 16, 12)
+    maps = _atlas(64, seed=3, shape=shape)
+    nib.save(nib.Nifti1Image(maps, AFFINE), tmp_path / "maps.nii.gz")
+    reference = _write(tmp_path, 0, _volume(maps, np.zeros(64), rng))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    triggers = _Triggers()
+    name = unique_id("scanner-bold")
+    argv = ["scanner-export", str(folder), "--maps", str(tmp_path / "maps.nii.gz"),
+            "--reference", str(reference), "--markers", f"{triggers.name}:{triggers.name}",
+            "--tr", "0.5", "--name", name, "--volumes", "3", "--missing", "1"]
+    rc = []
+    thread = threading.Thread(target=lambda: rc.append(main(argv)), daemon=True)
+    thread.start()
+    _inlet(name, timeout=30.0)  # the command is up
+    for k in range(2):
+        triggers.volume()
+        _write(folder, k + 1, _volume(maps, rng.normal(0, 10, 64), rng))
+        time.sleep(0.3)
+    triggers.volume()  # the third volume never comes: missing after 1 s
+    thread.join(30)
+    assert rc == [0]
+    out = capsys.readouterr().out
+    assert f"publishing DiFuMo64 region values as LSL stream {name!r}" in out
+    assert "volume 1: t=" in out and "volume 2: t=" in out
+    assert "2 volume(s) published" in out and "1 missing" in out
+
+    assert main(["scanner-export", str(tmp_path / "nowhere"), "--maps", str(reference),
+                 "--markers", "m", "--tr", "2"]) == 2
+    assert "Export folder" in capsys.readouterr().err

@@ -183,7 +183,7 @@ class ScannerExport:
             self.prepare(read_volume(reference), f"the reference volume {reference}")
         self._connect(markers, markers_source_id, resolve_timeout_s)
 
-    # -- LSL ----------------------------------------------------------------------------------------
+    # -- LSL -----------------------------------------------------------------------------------------
     def _connect(self, markers: str, source_id: str | None, timeout: float) -> None:
         from ..stream.inlet import MarkerInlet, describe_stream, try_resolve_any
         from ..stream.outlets import BoldOutlet
@@ -246,7 +246,7 @@ class ScannerExport:
             (logger.warning if kind in ("disconnected", "silent", "warning") else logger.info)(
                 "marker stream: %s", text)
 
-    # -- volumes ------------------------------------------------------------------------------------
+    # -- volumes -------------------------------------------------------------------------------------
     def _flag(self, kind: str, k: int, file: str, text: str) -> None:
         self.counts[kind] += 1
         self.events.append(VolumeEvent(kind, k, file, text))
