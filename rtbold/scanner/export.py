@@ -40,12 +40,14 @@ is taken back):
 
 What this online path does not do
 ---------------------------------
-No motion correction (no realignment to a reference volume), no slice-timing correction, no
+No motion correction (no realignment), no slice-timing correction, no
 spatial smoothing, no registration: the volumes must already be in the atlas's space (MNI for
 DiFuMo), as the scanner or an upstream real-time pipeline writes them. No confound regression
 (motion, physiology, global signal). The region value of a volume is the least-squares fit of
-the atlas maps to its voxel intensities (nilearn's ``NiftiMapsMasker``, maps resampled once to
-the first volume's grid). Then, by default, the causal normalisation of
+the atlas maps to its voxel intensities, as nilearn's ``NiftiMapsMasker`` computes it: the
+masker resamples the maps once to the grid of ``reference`` (else of the first volume), and its
+least-squares solution for that grid is precomputed (its ``transform`` takes seconds per volume,
+the precomputed one milliseconds). Then, by default, the causal normalisation of
 :class:`rtbold.scanner.normalise.OnlineTargetNormaliser` (running linear detrend, running mean and
 95th percentile of |x|), the online counterpart of the offline target normalisation; the engine
 itself does not normalise a measured stream. DICOM volumes are not read (NIfTI only).
@@ -183,7 +185,7 @@ class ScannerExport:
             self.prepare(read_volume(reference), f"the reference volume {reference}")
         self._connect(markers, markers_source_id, resolve_timeout_s)
 
-    # -- LSL -----------------------------------------------------------------------------------------
+    # -- LSL ---------------------------------------------------------------------------------------
     def _connect(self, markers: str, source_id: str | None, timeout: float) -> None:
         from ..stream.inlet import MarkerInlet, describe_stream, try_resolve_any
         from ..stream.outlets import BoldOutlet
@@ -246,7 +248,7 @@ class ScannerExport:
             (logger.warning if kind in ("disconnected", "silent", "warning") else logger.info)(
                 "marker stream: %s", text)
 
-    # -- volumes -------------------------------------------------------------------------------------
+    # -- volumes -----------------------------------------------------------------------------------
     def _flag(self, kind: str, k: int, file: str, text: str) -> None:
         self.counts[kind] += 1
         self.events.append(VolumeEvent(kind, k, file, text))
@@ -269,7 +271,7 @@ class ScannerExport:
             return
         try:
             img = read_volume(vf.path)
-            values = self._regions(img, vf.path)
+            values = self.region_values(img, vf.path)
         except VolumeError as err:
             if time.monotonic() - vf.seen_wall < self.corrupt_after_s:
                 self.folder.retry(vf)  # perhaps still being written
@@ -305,7 +307,7 @@ class ScannerExport:
         logger.info("scanner export: maps %s resampled to the grid of %s %s in %.1f s",
                     self.maps, what, img.shape, time.perf_counter() - t0)
 
-    def _regions(self, img, path: Path) -> np.ndarray:
+    def region_values(self, img, path: Path) -> np.ndarray:
         """Region values of one volume (NaN outside the field of view)."""
         if self._geometry is None:
             self.prepare(img, f"the first volume {path}")
@@ -367,7 +369,7 @@ class ScannerExport:
                 + ", ".join(f"{c[f]} {f.replace('_', ' ')}" for f in FLAGS))
 
 
-# -- CLI --------------------------------------------------------------------------------------------
+# -- CLI -------------------------------------------------------------------------------------------
 def add_parser(subparsers) -> None:
     """Register ``rtbold scanner-export``."""
     p = subparsers.add_parser(
