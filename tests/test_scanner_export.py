@@ -169,8 +169,9 @@ def test_the_precomputed_fit_is_nilearns_maps_masker(tmp_path, atlas3, rng):
     folder = tmp_path / "export"
     folder.mkdir()
     triggers = _Triggers()
-    export = _export(folder, fine_path, triggers, ["a", "b", "c"], normalise=False)
     img = _volume(maps, rng.normal(0, 10, 3), rng)
+    export = _export(folder, fine_path, triggers, ["a", "b", "c"], normalise=False,
+                     reference=_write(tmp_path, 0, img))
     ours = export.region_values(img, Path("v.nii"))
     ref = NiftiMapsMasker(str(fine_path), standardize=None).fit(img).transform(img)
     np.testing.assert_allclose(ours, np.ravel(ref), rtol=1e-4, atol=1e-4)
