@@ -383,3 +383,29 @@ def test_the_command_publishes_until_n_volumes_and_says_what_it_did(tmp_path, rn
     assert main(["scanner-export", str(tmp_path / "nowhere"), "--maps", str(reference),
                  "--markers", "m", "--tr", "2"]) == 2
     assert "Export folder" in capsys.readouterr().err
+
+
+def test_maps_that_miss_the_volumes_flag_them_without_stopping(tmp_path, atlas3, rng):
+    """Volumes far from the atlas's space (no registration): each is flagged corrupt with
+    the reason, the watcher goes on, nothing is published."""
+    maps_path, maps = atlas3
+    folder = tmp_path / "export"
+    folder.mkdir()
+    triggers = _Triggers()
+    export = ScannerExport(folder, maps_path, roi_names=["a", "b", "c"], atlas="synthetic",
+                           tr=0.5, markers=triggers.name, marker="R128",
+                           name=unique_id("scanner-bold"), settle_s=0.05, poll_s=0.02,
+                           resolve_timeout_s=5.0, corrupt_after_s=0.0).start()
+    far = AFFINE.copy()
+    far[:3, 3] = 500.0
+    try:
+        for k in range(2):
+            triggers.volume()
+            nib.save(nib.Nifti1Image(np.ones(SHAPE, dtype=np.float32), far),
+                     folder / f"vol{k + 1:04d}.nii")
+        _wait(lambda: export.counts["corrupt"] == 2)
+    finally:
+        export.stop()
+    assert export.counts["published"] == 0 and export.counts["corrupt"] == 2
+    assert all("No region of" in e.text and "lies inside the first volume" in e.text
+               for e in export.events if e.kind == "corrupt")

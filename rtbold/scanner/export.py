@@ -272,7 +272,7 @@ class ScannerExport:
         try:
             img = read_volume(vf.path)
             values = self.region_values(img, vf.path)
-        except VolumeError as err:
+        except (VolumeError, ValueError) as err:  # ValueError: maps that do not fit it
             if time.monotonic() - vf.seen_wall < self.corrupt_after_s:
                 self.folder.retry(vf)  # perhaps still being written
                 return
