@@ -401,8 +401,7 @@ def test_maps_that_miss_the_volumes_flag_them_without_stopping(tmp_path, atlas3,
     try:
         for k in range(2):
             triggers.volume()
-            nib.save(nib.Nifti1Image(np.ones(SHAPE, dtype=np.float32), far),
-                     folder / f"vol{k + 1:04d}.nii")
+            _write(folder, k + 1, nib.Nifti1Image(np.ones(SHAPE, dtype=np.float32), far))
         _wait(lambda: export.counts["corrupt"] == 2)
     finally:
         export.stop()
