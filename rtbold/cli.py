@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "player.replay",
     "stream.run",
+    "scanner.export",
     "gui.cli",
     "demo",
 )

@@ -235,6 +235,63 @@ def field_of_view_coverage(atlas_img, bold_img, *, labels: bool = False) -> np.n
     return within / np.where(total > 0, total, 1.0)
 
 
+def atlas_masker(atlas_maps: str | Path, ref_img, roi_names: list[str], *, labels: bool = False,
+                 min_coverage: float = 0.5, what: str = "the BOLD image", **masker_kw):
+    """A nilearn masker on atlas maps given by path, for images on ``ref_img``'s grid.
+
+    Parameters
+    ----------
+    atlas_maps : path-like
+        4-D probabilistic maps (NiftiMapsMasker) or, with ``labels``, a 3-D label image
+        (NiftiLabelsMasker).
+    ref_img : nibabel image
+        An image of the data (its grid and field of view).
+    roi_names : list of str
+        Names of the atlas regions, in order.
+    min_coverage : float
+        Regions with a smaller share of their map inside ``ref_img``'s field of view are listed
+        in ``outside`` (their values are numerical noise: set them to NaN), with a warning.
+    what : str
+        How to name the data in messages.
+    **masker_kw
+        Passed to the masker (detrending, standardising, ``t_r``).
+
+    Returns
+    -------
+    masker : NiftiMapsMasker | NiftiLabelsMasker
+        Not fitted.
+    outside : np.ndarray
+        Indices of the regions outside the field of view.
+    """
+    import nibabel as nib
+    from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
+
+    atlas_maps = Path(atlas_maps)
+    if not atlas_maps.is_file():
+        raise FileNotFoundError(f"NIfTI file {atlas_maps} does not exist.")
+    atlas_img = nib.load(atlas_maps)
+    coverage = field_of_view_coverage(atlas_img, ref_img, labels=labels)
+    if coverage.size != len(roi_names):
+        raise ValueError(f"{atlas_maps} has {coverage.size} regions but {len(roi_names)} names were "
+                         "given; pass the names of this atlas.")
+    if not np.any(coverage >= min_coverage):
+        raise ValueError(f"No region of {atlas_maps} lies inside {what} (largest share of a "
+                         f"region in its field of view: {coverage.max():.0%}): is the BOLD image "
+                         "in the atlas's space (MNI for DiFuMo), after registration?")
+    masker = (NiftiLabelsMasker(atlas_img, **masker_kw) if labels
+              else NiftiMapsMasker(atlas_img, **masker_kw))
+    # A region mostly outside the image's field of view has no measured signal: its
+    # least-squares value is numerical noise that z-scoring would make look like one.
+    outside = np.flatnonzero(coverage < min_coverage)
+    if outside.size:
+        logger.warning("%d of %d regions have less than %.0f%% of their map inside the field of "
+                       "view of %s and are left empty (n/a): %s%s", outside.size, coverage.size,
+                       100 * min_coverage, what,
+                       ", ".join(f"{roi_names[i]} ({coverage[i]:.0%})" for i in outside[:5]),
+                       " ..." if outside.size > 5 else "")
+    return masker, outside
+
+
 def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: list[str], *,
                           confounds: str | Path | None = None, tr: float | None = None,
                           labels: bool = False, min_coverage: float = 0.5) -> RegionSeries:
@@ -268,7 +325,6 @@ def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: l
         (see ``min_coverage``) are NaN (written as ``n/a``), with a warning naming them.
     """
     import nibabel as nib
-    from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 
     bold, atlas_maps = Path(bold), Path(atlas_maps)
     for p in (bold, atlas_maps):
@@ -291,29 +347,12 @@ def extract_region_series(bold: str | Path, atlas_maps: str | Path, roi_names: l
         if conf.shape[0] != img.shape[3]:
             raise ValueError(f"{confounds} has {conf.shape[0]} rows but {bold} has {img.shape[3]} "
                              "volumes.")
-    atlas_img = nib.load(atlas_maps)
-    coverage = field_of_view_coverage(atlas_img, img, labels=labels)
-    if coverage.size != len(roi_names):
-        raise ValueError(f"{atlas_maps} has {coverage.size} regions but {len(roi_names)} names were "
-                         "given; pass the names of this atlas.")
-    if not np.any(coverage >= min_coverage):
-        raise ValueError(f"No region of {atlas_maps} lies inside {bold} (largest share of a "
-                         f"region in its field of view: {coverage.max():.0%}): is the BOLD image "
-                         "in the atlas's space (MNI for DiFuMo), after registration?")
     kw = dict(detrend=True, standardize="zscore_sample", standardize_confounds=True, t_r=tr)
-    masker = (NiftiLabelsMasker(atlas_img, **kw) if labels else NiftiMapsMasker(atlas_img, **kw))
+    masker, outside = atlas_masker(atlas_maps, img, roi_names, labels=labels,
+                                   min_coverage=min_coverage, what=str(bold), **kw)
     data = np.asarray(masker.fit_transform(img, confounds=conf), dtype=np.float64)
     if data.shape[1] != len(roi_names):
         raise ValueError(f"{atlas_maps} gave {data.shape[1]} regions but {len(roi_names)} names were "
                          "given; pass the names of this atlas.")
-    # A region mostly outside the image's field of view has no measured signal: its
-    # least-squares value is numerical noise that z-scoring would make look like one.
-    outside = np.flatnonzero(coverage < min_coverage)
-    if outside.size:
-        data[:, outside] = np.nan
-        logger.warning("%d of %d regions have less than %.0f%% of their map inside the field of "
-                       "view of %s and are left empty (n/a): %s%s", outside.size, data.shape[1],
-                       100 * min_coverage, bold,
-                       ", ".join(f"{roi_names[i]} ({coverage[i]:.0%})" for i in outside[:5]),
-                       " ..." if outside.size > 5 else "")
+    data[:, outside] = np.nan
     return RegionSeries(data, list(roi_names), tr, bold)

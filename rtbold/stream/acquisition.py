@@ -73,9 +73,23 @@ class MeasuredStore:
         self._lock = threading.Lock()
 
     def add(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Add vectors; one stamped before the newest kept (a volume that came out of order)
+        is put in its place by time, so :meth:`at` keeps finding each volume's own vector."""
         with self._lock:
             for t, v in zip(times, values):
-                self._items.append((float(t), np.array(v, copy=True)))
+                item = (float(t), np.array(v, copy=True))
+                if not self._items or item[0] >= self._items[-1][0]:
+                    self._items.append(item)
+                    continue
+                pos = len(self._items)
+                while pos > 0 and self._items[pos - 1][0] > item[0]:
+                    pos -= 1
+                if len(self._items) == self._items.maxlen:  # full: the oldest goes
+                    if pos == 0:
+                        continue
+                    self._items.popleft()
+                    pos -= 1
+                self._items.insert(pos, item)
 
     def __len__(self) -> int:
         return len(self._items)

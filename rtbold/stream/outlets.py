@@ -73,11 +73,14 @@ class BoldOutlet:
         Written to the stream's ``desc`` (``atlas``, ``model``) with ``tr``.
     unit : str
         Channel unit in ``desc/channels/channel/unit``.
+    timestamp : str
+        What a sample's timestamp is, written to ``desc/timestamp``.
     """
 
     def __init__(self, roi_names, *, tr: float, name: str = "rtbold-bold", stype: str = "fMRI",
                  source_id: str | None = None, atlas: str = "DiFuMo64", model: str = "",
-                 unit: str = "normalised") -> None:
+                 unit: str = "normalised",
+                 timestamp: str = "window end (volume time) in stream time") -> None:
         if not (tr > 0 and math.isfinite(tr)):
             raise ValueError(f"BoldOutlet {name!r}: tr must be a positive number of seconds, "
                              f"got {tr!r}.")
@@ -98,7 +101,7 @@ class BoldOutlet:
         info.desc().append_child_value("atlas", atlas)
         info.desc().append_child_value("tr", repr(self.tr))
         info.desc().append_child_value("model", model)
-        info.desc().append_child_value("timestamp", "window end (volume time) in stream time")
+        info.desc().append_child_value("timestamp", timestamp)
         # 10 minutes of TRs buffered for a consumer that stalls (max_buffered is in seconds).
         self._outlet = pylsl.StreamOutlet(info, 1, 600)
 

@@ -1,0 +1,1 @@
+"""The scanner side of the closed loop: measured BOLD from the real-time export folder."""
