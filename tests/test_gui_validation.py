@@ -8,17 +8,14 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from rtbold.gui.main_window import MainWindow  # noqa: E402
+from qt_helpers import shown_window  # noqa: E402
 from rtbold.gui.synthetic import SyntheticFrames  # noqa: E402
 from rtbold.stream.outlets import FeedbackTarget  # noqa: E402
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    win = MainWindow(settings_path=tmp_path / "gui-session.toml", discover=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, tmp_path)
     yield win
     win.draw_loop.stop()
 
