@@ -84,11 +84,12 @@ def status_line(frame, engine) -> str:
 
 class StatusNotices:
     """What the headless commands print when the engine's status changes (once per change):
-    why no TR comes, and how the measured-BOLD stream's regions match the model's."""
+    why no TR comes, how the measured-BOLD stream's regions match the model's, and what the
+    in-session calibration does (started, its verdict)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._said: dict[str, str] = {"waiting": "", "measured": ""}
+        self._said: dict[str, str] = {"waiting": "", "measured": "", "calibration": ""}
 
     def __call__(self, status) -> None:
         # Never silent: when no TR comes, say why (once per reason).
@@ -102,6 +103,12 @@ class StatusNotices:
             self._said["measured"] = measured
             if measured:
                 print(f"{self.prefix}: {measured}", flush=True)
+        # "<minutes> paired; <state>": only a new state is news, not the growing minutes
+        calibration = getattr(status, "calibration", "").partition("; ")[2]
+        if calibration != self._said["calibration"]:
+            self._said["calibration"] = calibration
+            if calibration:
+                print(f"{self.prefix}: calibration: {calibration}", flush=True)
 
     @property
     def measured(self) -> str:
