@@ -68,7 +68,7 @@ class LiveCalibration(threading.Thread):
         self._proc: subprocess.Popen | None = None
         self._out: Path | None = None
         self._requested = False
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._next_due = config.after_min if config.after_min > 0 else None
 
@@ -105,7 +105,7 @@ class LiveCalibration(threading.Thread):
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread; a calibration still running is ended (re-run it offline with
         ``rtbold calibrate``)."""
-        self._stop.set()
+        self._stopping.set()
         proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -120,7 +120,7 @@ class LiveCalibration(threading.Thread):
 
     # -- thread ---------------------------------------------------------------------------------
     def run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        while not self._stopping.wait(self.poll_s):
             try:
                 self._step()
             except Exception as err:  # noqa: BLE001 - calibration must never end the session

@@ -103,11 +103,12 @@ class StatusNotices:
             self._said["measured"] = measured
             if measured:
                 print(f"{self.prefix}: {measured}", flush=True)
-        # "<minutes> paired; <state>": only a new state is news, not the growing minutes
+        # "<minutes> paired; <state>": news are a calibration starting and its verdict, not
+        # the growing minutes or "on request"
         calibration = getattr(status, "calibration", "").partition("; ")[2]
         if calibration != self._said["calibration"]:
             self._said["calibration"] = calibration
-            if calibration:
+            if calibration.startswith(("calibrating", "last:")):
                 print(f"{self.prefix}: calibration: {calibration}", flush=True)
 
     @property
