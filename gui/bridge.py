@@ -32,6 +32,9 @@ class EngineBridge(QtCore.QObject):
         An :class:`~rtbold.stream.frames.EngineStatus`.
     error(str)
         A message to show to the user.
+    measured_ready(int, object)
+        A measured-BOLD vector (frame index, values) that came after its frame; it fills that
+        frame's slot in the history.
 
     Examples
     --------
@@ -42,6 +45,7 @@ class EngineBridge(QtCore.QObject):
     frame_ready = QtCore.pyqtSignal(object)
     status_changed = QtCore.pyqtSignal(object)
     error = QtCore.pyqtSignal(str)
+    measured_ready = QtCore.pyqtSignal(int, object)
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,11 +55,16 @@ class EngineBridge(QtCore.QObject):
         self.n_received = 0
         self.frame_ready.connect(self._store_frame)
         self.status_changed.connect(self._store_status)
+        self.measured_ready.connect(self._store_measured)
 
     # --- called from engine worker threads: emit only, never touch widgets or the history ---
     def on_frame(self, frame: Any) -> None:
         """Engine callback (any thread)."""
         self.frame_ready.emit(frame)
+
+    def on_measured(self, index: int, t: float, values: Any) -> None:
+        """Engine callback (any thread): measured BOLD of the already emitted frame ``index``."""
+        self.measured_ready.emit(int(index), values)
 
     def on_status(self, status: Any) -> None:
         """Engine callback (any thread)."""
@@ -87,6 +96,14 @@ class EngineBridge(QtCore.QObject):
             self.history.append(frame)
         except (ValueError, TypeError) as err:  # a malformed frame must not stop the display
             self.error.emit(f"Frame not shown: {err}")
+
+    def _store_measured(self, index: int, values: Any) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.set_measured(index, values)
+        except ValueError as err:
+            self.error.emit(f"Measured BOLD not shown: {err}")
 
     def _store_status(self, status: Any) -> None:
         self.status = status

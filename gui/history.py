@@ -48,6 +48,9 @@ class FrameHistory:
         self.latency: deque[dict[str, float]] = deque(maxlen=n_latency)
         self.last_frame: Any = None
         self.version = 0  # bumps on every append, so views can tell whether to redraw
+        #: measured vectors that came before their frame reached the GUI (index -> values)
+        self._early_measured: dict[int, np.ndarray] = {}
+        self.n_late_measured = 0
 
     def clear(self) -> None:
         """Forget every frame (new session)."""
@@ -68,6 +71,8 @@ class FrameHistory:
         i = self._n
         self._values[i] = values
         measured = getattr(frame, "measured", None)
+        if measured is None:
+            measured = self._early_measured.pop(int(getattr(frame, "index", -1)), None)
         if measured is not None:
             self._measured[i] = np.asarray(measured, dtype=np.float32).ravel()
             self.has_measured = True
@@ -86,6 +91,28 @@ class FrameHistory:
             self.latency.append(dict(lat))
         self.last_frame = frame
         self.version += 1
+
+    def set_measured(self, index: int, values) -> bool:
+        """Fill the measured slot of the frame ``index`` with a vector that came after it
+        (:meth:`rtbold.stream.sink.FrameSink.measured`); kept for the frame when it is not
+        shown yet. Returns whether a shown frame was filled."""
+        values = np.asarray(values, dtype=np.float32).ravel()
+        if values.shape[0] != self.n_regions:
+            raise ValueError(f"Measured BOLD of frame {index} has {values.shape[0]} values; the "
+                             f"display is set up for {self.n_regions} regions.")
+        rows = np.flatnonzero(self._index[:self._n] == int(index))
+        self.n_late_measured += 1
+        if not rows.size:
+            newest = self._index[self._n - 1] if self._n else -1
+            if int(index) > newest:  # its frame is on its way (queued signal): keep for it
+                self._early_measured[int(index)] = values
+                while len(self._early_measured) > 64:
+                    del self._early_measured[min(self._early_measured)]
+            return False
+        self._measured[rows[-1]] = values
+        self.has_measured = True
+        self.version += 1
+        return True
 
     def __len__(self) -> int:
         return min(self._n, self.capacity)

@@ -21,6 +21,7 @@ from .regions import RegionInfo, region_info
 from .settings import SessionSettings, load_settings, save_settings
 from .status import ErrorBanner, StatusView
 from .traces import TracesView
+from .validation import ValidationView
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                     subtract_mean=s.subtract_mean)
         self.traces = TracesView(self.regions, n_trs=s.trace_window)
         self.fc = FCView(self.regions, window=s.fc_window, gsr=s.fc_gsr)
+        self.validation = ValidationView(self.regions)
+        self.bridge.frame_ready.connect(self.validation.add_frame)
+        self.bridge.measured_ready.connect(self.validation.add_measured)
         self.feedback = FeedbackView(target=s.feedback_target, baseline=s.feedback_baseline)
         self.status_view = StatusView()
         self.connect_panel = ConnectPanel(s)
@@ -85,10 +89,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         bottom.addWidget(_titled("Region traces", self.traces))
+        bottom.addWidget(_titled("Predicted vs measured", self.validation))
         bottom.addWidget(_titled("Sliding-window FC", self.fc))
-        bottom.setStretchFactor(0, 1)
-        bottom.setStretchFactor(1, 1)
-        bottom.setSizes([520, 520])
+        for k in range(3):
+            bottom.setStretchFactor(k, 1)
+        bottom.setSizes([520, 340, 520])
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(_titled("Glass brain", self.glass))
         split.addWidget(bottom)
@@ -164,6 +169,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.regions = regions
         for view in (self.glass, self.traces, self.fc):
             view.configure(regions)
+        self._configure_validation()
         if self.bridge.history is None or self.bridge.history.n_regions != regions.n:
             self.bridge.reset(regions.n)
         return regions
@@ -181,9 +187,20 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self.configure_regions(None, None, n_regions=n)
 
+    def _configure_validation(self) -> None:
+        """The validation panel for the current regions, with the engine's feedback target and
+        ``[live.measured]`` window and lag when it has them."""
+        target = getattr(self.engine, "feedback_target", None)
+        mc = getattr(getattr(self.engine, "config", None), "measured", None)
+        if target is not None and len(target.weights) != self.regions.n:
+            target = None
+        self.validation.configure(self.regions, target,
+                                  window_trs=getattr(mc, "window_trs", None),
+                                  lag_trs=getattr(mc, "lag_trs", None))
+
     def draw(self, history: FrameHistory | None, status: Any) -> None:
         """Redraw every view from the latest state (called by the draw loop)."""
-        for view in (self.glass, self.traces, self.fc, self.feedback):
+        for view in (self.glass, self.traces, self.fc, self.feedback, self.validation):
             try:
                 view.update_view(history)
             except Exception as err:  # noqa: BLE001 - a view bug must not stop the others
@@ -238,6 +255,8 @@ class MainWindow(QtWidgets.QMainWindow):
             logger.debug("engine creation failed", exc_info=True)
             self.show_error(f"Cannot start: {err}")
             return
+        if hasattr(self.engine, "on_measured"):  # volumes that come after their frame
+            self.engine.on_measured = self.bridge.on_measured
         self.connect_panel.set_running(True)
         self.banner.hide()
         engine = self.engine
@@ -261,6 +280,8 @@ class MainWindow(QtWidgets.QMainWindow):
         names = getattr(self.engine, "roi_names", None)
         if names is not None and len(names) and list(names) != self.regions.names:
             self.configure_regions(list(names), getattr(self.engine, "networks", None))
+        else:
+            self._configure_validation()  # the engine's feedback target and settings
 
     def request_calibration(self) -> str:
         """Ask the running engine for an in-session calibration (the status panel's button);

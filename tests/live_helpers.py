@@ -5,16 +5,20 @@ from rtbold.player.synthetic import (SourceProcess, SyntheticSource, eeg_info,  
                                      synthetic_eeg, unique_id)
 
 
-def run_engine(source, runner, cfg, *, wall_timeout=60.0, windows=None, settle=1.0):
+def run_engine(source, runner, cfg, *, wall_timeout=60.0, windows=None, settle=1.0,
+               measured=None):
     """Run a LiveEngine on ``source`` until its last covered marker has a frame (or 10 s more);
-    return ``(engine, frames, statuses, errors)``."""
+    return ``(engine, frames, statuses, errors)``; ``measured`` (a list) collects the
+    ``on_measured`` calls (index, t, values)."""
     import time
 
     from rtbold.stream.engine import LiveEngine
 
     frames, statuses, errors = [], [], []
     engine = LiveEngine(cfg, on_frame=frames.append, on_status=statuses.append,
-                        on_error=errors.append, runner=runner)
+                        on_error=errors.append, runner=runner,
+                        on_measured=(lambda *a: measured.append(a)) if measured is not None
+                        else None)
     engine.start()
     if windows is not None:
         engine.worker.window_hook = lambda tick, w: windows.__setitem__(tick.t, w.copy())

@@ -44,3 +44,15 @@ def start_live_window(qtbot, tmp_path, source, runner):
     qtbot.waitUntil(lambda: "engine" in made and made["engine"].runner is not None, timeout=20000)
     source.start()
     return win
+
+
+def shown_window(qtbot, tmp_path):
+    """A MainWindow without an engine, shown offscreen (settings in ``tmp_path``); stop its
+    draw loop when done (``win.draw_loop.stop()``)."""
+    from rtbold.gui.main_window import MainWindow
+
+    win = MainWindow(settings_path=tmp_path / "gui-session.toml", discover=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return win

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("pytestqt")
 from PyQt6 import QtCore, QtGui  # noqa: E402
 
-from qt_helpers import region_stats  # noqa: E402
+from qt_helpers import region_stats, shown_window  # noqa: E402
 
 from rtbold.atlas import load_atlas  # noqa: E402
 from rtbold.gui import theme  # noqa: E402
@@ -28,10 +28,7 @@ from rtbold.stream.frames import EngineStatus, Frame  # noqa: E402
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    win = MainWindow(settings_path=tmp_path / "gui-session.toml", discover=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, tmp_path)
     yield win
     win.draw_loop.stop()
 

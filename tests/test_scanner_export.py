@@ -327,24 +327,24 @@ def test_rtbold_run_reads_the_published_stream_as_its_measured_bold(tmp_path, rn
                              "missing": 0, "corrupt": 0, "duplicate": 0, "unpaired": 0}
     assert statuses[-1].measured_regions == 64
     np.testing.assert_allclose([p.t for p in export.published], src.marker_times, atol=1e-3)
-    store = engine.acquisition.measured
-    for p in export.published:
-        np.testing.assert_allclose(store.at(p.t), p.values, rtol=1e-6)
-    for f in frames:  # a frame made after its volume came carries it
-        if f.measured is not None:
-            k = int(np.argmin(np.abs(src.marker_times - f.t)))
-            np.testing.assert_allclose(f.measured, export.published[k].values, rtol=1e-6)
+    from rtbold.stream.recorder import read_measured
+
+    # every frame has its own volume, on time or paired after it (scanner latency)
+    meas = read_measured(engine.session_dir)
+    assert meas["index"].tolist() == sorted(f.index for f in frames)
+    for i, t, values in zip(meas["index"], meas["t"], meas["values"]):
+        k = int(np.argmin(np.abs(src.marker_times - t)))
+        np.testing.assert_allclose(values, export.published[k].values, rtol=1e-6)
 
 
-def test_the_measured_store_keeps_an_out_of_order_volume_in_its_place():
-    from rtbold.stream.acquisition import MeasuredStore
+def test_the_pairing_keeps_an_out_of_order_volume_in_its_place():
+    from rtbold.stream.pairing import MeasuredPairing
 
-    store = MeasuredStore(tr=2.0, maxlen=3)
+    store = MeasuredPairing(tr=2.0, maxlen=3)
     for t in (10.0, 14.0, 12.0):  # the volume at 12 s came after the one at 14 s
         store.add(np.array([t]), np.array([[t]]))
     assert [store.at(t)[0] for t in (10.0, 12.0, 14.0, 15.9)] == [10.0, 12.0, 14.0, 14.0]
-    store.add(np.array([8.0]), np.array([[8.0]]))  # older than all kept, store full: dropped
-    store.add(np.array([13.0]), np.array([[13.0]]))  # the oldest (10 s) goes
+    store.add(np.array([13.0]), np.array([[13.0]]))  # full: the oldest (10 s) goes
     assert store.at(10.0) is None and store.at(13.5)[0] == 13.0 and len(store) == 3
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 from ..config import from_dict
 from ..io.eeg import Annotation, EEGRecording
 from ..preprocessing import WINDOW_SAMPLES, preprocess_targets, window_end_index
-from ..stream.recorder import read_predictions, read_raw_eeg, read_tsv
+from ..stream.recorder import read_measured, read_predictions, read_raw_eeg, read_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +106,12 @@ def read_session_frames(folder: str | Path) -> SessionFrames:
                                 "([live.measured], e.g. `rtbold scanner-export`), so there is "
                                 "nothing to calibrate on.")
     pred = read_predictions(folder)
-    header, rows = read_tsv(folder / "measured.tsv")
-    roi = header[2:]
+    meas = read_measured(folder)
+    roi = list(meas["roi_names"])
     if roi != list(pred["roi_names"]):
         raise ValueError(f"{folder / 'measured.tsv'}: its region columns are not those of "
                          "predictions.tsv; the session folder was edited or mixed.")
-    measured: dict[int, np.ndarray] = {}
-    for r in rows:  # a frame's row is written once; keep the first if a file was appended to
-        measured.setdefault(int(r[0]), np.array([math.nan if v == "n/a" else float(v)
-                                                 for v in r[2:]]))
+    measured = {int(k): v for k, v in zip(meas["index"], meas["values"])}
     order = np.argsort(pred["t"], kind="stable")
     p = len(roi)
     none = np.full(p, np.nan)

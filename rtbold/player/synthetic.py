@@ -93,6 +93,10 @@ class SyntheticSource:
         labels).
     measured_atlas : str | None
         Its ``desc/atlas`` value.
+    measured_delay_trs : int | sequence of int
+        Volume ``i``'s measured vector (stamped with its marker's time) is pushed with the marker
+        of volume ``i + delay`` (a scanner export that delivers volumes late); those due after
+        the last marker are pushed at the end.
     """
 
     def __init__(self, ch_names, sfreq: float, duration_s: float, *, name: str | None = None,
@@ -102,7 +106,7 @@ class SyntheticSource:
                  restart=None, marker_restarts=(), ch_types=None, data: np.ndarray | None = None,
                  wait_consumers_s: float = 20.0, measured_rois: int = 0,
                  measured_names=None, measured_atlas: str | None = None,
-                 block_s: float | None = None) -> None:
+                 block_s: float | None = None, measured_delay_trs=0) -> None:
         self.ch_names = list(ch_names)
         self.sfreq = float(sfreq)
         self.name = name or unique_id("rtbold-synth")
@@ -150,6 +154,8 @@ class SyntheticSource:
             self.measured = pylsl.StreamOutlet(binfo, 0, 3600)
             self.measured_values = np.random.default_rng(seed + 1).normal(
                 size=(len(self.onsets), measured_rois)).astype(np.float32)
+        self.measured_delay_trs = np.broadcast_to(
+            np.asarray(measured_delay_trs, dtype=int), self.onsets.shape)
         self.t0: float | None = None
         self.n_sent = 0
         self.n_markers_sent = 0
@@ -246,10 +252,18 @@ class SyntheticSource:
                 for i in range(lo, hi):
                     self.markers.push_sample([self.marker], t0 + float(self.onsets[i]))
                     self.n_markers_sent += 1
-                    if self.measured is not None:
-                        self.measured.push_sample(self.measured_values[i],
-                                                  t0 + float(self.onsets[i]))
+                    self._push_measured(np.flatnonzero(
+                        np.arange(len(self.onsets)) + self.measured_delay_trs == i))
             k, c = stop, c + 1
+        if not self._stop.is_set():  # volumes due after the last marker
+            self._push_measured(np.flatnonzero(
+                np.arange(len(self.onsets)) + self.measured_delay_trs >= len(self.onsets)))
+
+    def _push_measured(self, volumes) -> None:
+        if self.measured is None:
+            return
+        for i in volumes:
+            self.measured.push_sample(self.measured_values[i], self.t0 + float(self.onsets[i]))
 
 
 def make_runner(ch_names=None, size: str = "tiny", n_rois: int = 64, seed: int = 0, tr=1.0):

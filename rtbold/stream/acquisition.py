@@ -3,7 +3,7 @@
 One thread (``rtbold-acquisition``) pulls every ``pull_interval_s`` and never waits on inference::
 
     marker inlet   -> every marker recorded -> TRClock.on_markers -> ticks
-    measured inlet -> MeasuredStore (looked up by stream time)
+    measured inlet -> MeasuredPairing (a frame takes its vector; one after its frame -> sink)
     EEG inlet      -> raw recorded -> channel quality (flat/clipped/saturated), amplitude check
                    -> EEGPreprocessor (resampling, high-pass) -> RingBuffer
                    -> internal clock ticks (TRClock.on_data)
@@ -64,53 +64,6 @@ _TRIGGER_TEXT = {
 }
 
 
-class MeasuredStore:
-    """Measured-BOLD vectors by stream time (thread-safe; the newest ``maxlen`` kept)."""
-
-    def __init__(self, tr: float, maxlen: int = 8192) -> None:
-        self.tr = float(tr)
-        self._items: deque[tuple[float, np.ndarray]] = deque(maxlen=maxlen)
-        self._lock = threading.Lock()
-
-    def add(self, times: np.ndarray, values: np.ndarray) -> None:
-        """Add vectors; one stamped before the newest kept (a volume that came out of order)
-        is put in its place by time, so :meth:`at` keeps finding each volume's own vector."""
-        with self._lock:
-            for t, v in zip(times, values):
-                item = (float(t), np.array(v, copy=True))
-                if not self._items or item[0] >= self._items[-1][0]:
-                    self._items.append(item)
-                    continue
-                pos = len(self._items)
-                while pos > 0 and self._items[pos - 1][0] > item[0]:
-                    pos -= 1
-                if len(self._items) == self._items.maxlen:  # full: the oldest goes
-                    if pos == 0:
-                        continue
-                    self._items.popleft()
-                    pos -= 1
-                self._items.insert(pos, item)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def at(self, t: float) -> np.ndarray | None:
-        """The latest vector stamped in the TR up to ``t`` (``t - TR < stamp <= t``, 1 % of a TR
-        of tolerance for stamps of the same volume), or None.
-
-        Only what is known at ``t``: with volume-locked ticks this is the volume's own vector;
-        with the internal clock, the last volume before the tick. (A nearest-in-time rule would
-        pick a vector stamped after the tick when it happened to have arrived already, so the
-        pairing would depend on the replay speed.)
-        """
-        with self._lock:
-            items = list(self._items)
-        for tm, values in reversed(items):
-            if tm <= t + 0.01 * self.tr:
-                return values if tm > t - self.tr else None
-        return None
-
-
 class Acquisition(threading.Thread):
     """The acquisition thread (see the module notes).
 
@@ -138,7 +91,12 @@ class Acquisition(threading.Thread):
         self.eeg, self.ring, self.pre, self.clock, self.sink = eeg, ring, preprocessor, clock, sink
         self.config = config
         self.markers, self.measured_inlet = markers, measured
-        self.measured = MeasuredStore(clock.tr) if measured is not None else None
+        self.measured = None
+        if measured is not None:
+            from .pairing import MeasuredPairing
+
+            self.measured = MeasuredPairing(clock.tr, max_delay_s=config.measured.max_delay_s,
+                                            on_late=sink.measured, on_dropped=sink.measured_dropped)
         self.busy_t = busy_t
         self.tr = clock.tr
         self.ticks: queue.Queue[Tick] = queue.Queue()  # bounded by hand (see _enqueue)

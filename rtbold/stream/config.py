@@ -93,6 +93,16 @@ class MeasuredConfig:
     #: None: "<eeg name>-measured-bold" (published by ``rtbold replay``).
     name: str | None = None
     resolve_timeout_s: float = field(default=0.5, metadata={"range": (0.0, 600.0)})
+    #: A volume's values may come after its frame (scanner reconstruction and export): they are
+    #: paired with it late, up to this long (stream time) after the newest frame's volume; later
+    #: ones are recorded in events.tsv as "measured_late" and counted, not paired.
+    max_delay_s: float = field(default=10.0, metadata={"range": (0.0, 600.0)})
+    #: Running r of predicted vs measured BOLD over the last this many paired TRs.
+    window_trs: int = field(default=30, metadata={"range": (3, 100_000)})
+    #: Prediction of frame i is compared with the measured volume of frame i + lag_trs. The
+    #: models are trained on windows [t - 16 s, t] paired with the volume at t, so the lag they
+    #: imply is 0.
+    lag_trs: int = field(default=0, metadata={"range": (0, 100)})
 
 
 @dataclass

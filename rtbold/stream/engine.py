@@ -42,6 +42,10 @@ class LiveEngine:
         Called from the acquisition thread about twice a second and on state changes.
     on_error : callable(Exception) | None
         Called from either thread when something fails that the engine survives.
+    on_measured : callable(index, t, values) | None
+        Called from the acquisition thread with a measured-BOLD vector that came after its frame
+        ``index`` was emitted (already recorded); on-time ones come in ``Frame.measured``. May
+        also be set as an attribute before :meth:`start`.
     runner : ModelRunner | None
         An already loaded model (tests, benchmarks, the GUI's model cache); default: load
         ``config.bundle``.
@@ -56,9 +60,11 @@ class LiveEngine:
     def __init__(self, config: LiveConfig, *, on_frame: Callable[[Frame], None] | None = None,
                  on_status: Callable[[EngineStatus], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
+                 on_measured: Callable | None = None,
                  runner: ModelRunner | None = None) -> None:
         self.config = config
         self.on_frame, self.on_status, self.on_error = on_frame, on_status, on_error
+        self.on_measured = on_measured
         self.runner = runner
         self.inlet: EEGInlet | None = None
         self.ring = None
@@ -89,6 +95,16 @@ class LiveEngine:
             return list(atlas_for_regions(self.roi_names).networks)
         except Exception:  # noqa: BLE001 - unknown regions: no network names
             return []
+
+    @property
+    def feedback_target(self):
+        """The feedback value's :class:`~rtbold.stream.outlets.FeedbackTarget` (None before
+        the model is known)."""
+        if self.runner is None:
+            return None
+        from .outlets import FeedbackTarget
+
+        return FeedbackTarget.parse(self.config.output.feedback_target, self.runner.roi_names)
 
     @property
     def session_dir(self) -> Path | None:
@@ -158,6 +174,7 @@ class LiveEngine:
 
         self.sink = open_sink(cfg, runner, self.inlet, self.tr)
         self.sink.on_error = self._error
+        self.sink.on_measured = self.on_measured
         if cfg.output.record:
             self.sink.attach_recorder(open_recorder(
                 cfg, runner, self.inlet, self.tr,
@@ -186,7 +203,7 @@ class LiveEngine:
 
         self.worker = InferenceWorker(
             self.ring, runner, acq.ticks, tr=self.tr, sink=self.sink,
-            measured=acq.measured.at if acq.measured is not None else None,
+            measured=acq.measured.claim if acq.measured is not None else None,
             on_frame=self.on_frame, on_error=self._error, skip_stale=cfg.worker.skip_stale,
             max_wait_s=cfg.worker.max_wait_s, extra_flags=self._extra_flags,
             output_check=OutputCheck(cfg.worker.constant_trs))
@@ -354,6 +371,8 @@ class LiveEngine:
             measured=mi.note if mi is not None else "",
             measured_regions=(mi.match.n_common if mi is not None and mi.match is not None
                               else None),
+            measured_counts=(dict(acq.measured.counts) if acq is not None
+                             and acq.measured is not None else {}),
             artifacts=self.artifact_status.line() if self.artifact_status is not None else "",
             calibration=self.calibration.line() if self.calibration is not None else "")
 

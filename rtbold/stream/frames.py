@@ -91,6 +91,10 @@ class EngineStatus:
     measured: str = ""
     #: Model regions with a measured series (None: no measured-BOLD stream found yet).
     measured_regions: int | None = None
+    #: Measured-BOLD vectors by how they were paired with frames (rtbold.stream.pairing):
+    #: "on_time", "late" (after their frame, still paired), "too_late" and "unpaired" (not
+    #: paired, recorded in events.tsv); empty without a measured stream.
+    measured_counts: dict[str, int] = field(default_factory=dict)
     #: MR-artefact correction, one line ("" when off): templates filled, residual, heart rate,
     #: triggers missed and doubled (rtbold.artifacts.ArtifactStatus.line).
     artifacts: str = ""

@@ -11,7 +11,9 @@ A session folder holds
 ``predictions.json``
     BIDS-style sidecar describing the predictions columns (roi names, atlas, tr, bundle, units).
 ``measured.tsv``
-    (only when frames carry measured BOLD) ``index``, ``t`` and the region columns.
+    (only when measured BOLD came) ``index``, ``t`` (the frame's) and the region columns, one row
+    per frame that has a measured volume. A volume that came after its frame was emitted is
+    appended when it comes, so rows may be out of index order; :func:`read_measured` sorts them.
 ``latency.tsv``
     one row per TR: ``index``, ``t`` and one column per stage (seconds since the tick).
 ``events.tsv``
@@ -234,14 +236,20 @@ class SessionRecorder:
         flag_text = "|".join(str(f) for f in flags) if flags else ""
         self._pred.write_row([int(index), float(t), flag_text, feedback, *vals.tolist()])
         if measured is not None:
-            if self._measured is None:
-                self._measured = _AppendTsv(self.folder / "measured.tsv",
-                                            ["index", "t", *self.roi_names])
-            meas = np.asarray(measured, dtype=np.float64).ravel()
-            if meas.size != len(self.roi_names):
-                raise ValueError(f"{self.folder / 'measured.tsv'}: {meas.size} values for "
-                                 f"{len(self.roi_names)} regions.")
-            self._measured.write_row([int(index), float(t), *meas.tolist()])
+            self.write_measured(index, t, measured)
+
+    @_locked
+    def write_measured(self, index: int, t: float, measured) -> None:
+        """Append the measured BOLD of frame ``index`` (on time with its prediction, or later
+        when the volume came after the frame: rows are then not in index order)."""
+        if self._measured is None:
+            self._measured = _AppendTsv(self.folder / "measured.tsv",
+                                        ["index", "t", *self.roi_names])
+        meas = np.asarray(measured, dtype=np.float64).ravel()
+        if meas.size != len(self.roi_names):
+            raise ValueError(f"{self.folder / 'measured.tsv'}: {meas.size} values for "
+                             f"{len(self.roi_names)} regions.")
+        self._measured.write_row([int(index), float(t), *meas.tolist()])
 
     @_locked
     def write_latency(self, index: int, t: float, latency: dict) -> None:
@@ -323,6 +331,10 @@ def _write_json_once(path: Path, obj: dict) -> None:
 
 
 # -- readers --------------------------------------------------------------------------------------
+def _num(v: str) -> float:
+    return math.nan if v == "n/a" else float(v)
+
+
 def read_tsv(path) -> tuple[list[str], list[list[str]]]:
     """Read a session TSV: (header, rows), without a trailing partial line left by a crash."""
     path = Path(path)
@@ -352,17 +364,41 @@ def read_predictions(folder) -> dict:
     header, rows = read_tsv(Path(folder) / "predictions.tsv")
     roi = header[4:]
 
-    def num(v: str) -> float:
-        return math.nan if v == "n/a" else float(v)
-
     return {
         "index": np.array([int(r[0]) for r in rows], dtype=int),
-        "t": np.array([num(r[1]) for r in rows]),
+        "t": np.array([_num(r[1]) for r in rows]),
         "flags": [tuple(f for f in r[2].split("|") if f) for r in rows],
-        "feedback": np.array([num(r[3]) for r in rows]),
-        "values": np.array([[num(v) for v in r[4:]] for r in rows]).reshape(len(rows), len(roi)),
+        "feedback": np.array([_num(r[3]) for r in rows]),
+        "values": np.array([[_num(v) for v in r[4:]] for r in rows]).reshape(len(rows), len(roi)),
         "roi_names": roi,
     }
+
+
+def read_measured(folder) -> dict:
+    """Read ``measured.tsv`` of a session, sorted by frame index.
+
+    Volumes that came after their frame were appended when they came (rows out of index order);
+    each frame has at most one row.
+
+    Returns
+    -------
+    dict
+        ``index`` (n,) int, ``t`` (n,) float (the frames' tick times), ``values`` (n, P) float
+        (NaN for n/a: regions the measured stream lacks), ``roi_names`` list.
+    """
+    path = Path(folder) / "measured.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the session recorded no measured BOLD "
+                                "(no measured-bold stream, or none of its regions matched).")
+    header, rows = read_tsv(path)
+    roi = header[2:]
+    rows.sort(key=lambda r: int(r[0]))
+
+    return {"index": np.array([int(r[0]) for r in rows], dtype=int),
+            "t": np.array([_num(r[1]) for r in rows]),
+            "values": np.array([[_num(v) for v in r[2:]] for r in rows]).reshape(len(rows),
+                                                                               len(roi)),
+            "roi_names": roi}
 
 
 def read_raw_eeg(folder) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -1,7 +1,9 @@
 """``rtbold run``: the live engine from the command line.
 
 ``rtbold run --config configs/live.toml --headless`` connects to the EEG stream, prints one status
-line per TR (stream time, lost samples, latency, strongest region) and records the session; Ctrl-C
+line per TR (stream time, lost samples, latency, strongest region, and with a measured-BOLD stream
+the running r of predicted vs measured BOLD for the feedback target and the median over regions,
+:mod:`rtbold.stream.validation`) and records the session; Ctrl-C
 (SIGINT) or SIGTERM stops it cleanly with the session folder complete.
 """
 
@@ -66,8 +68,9 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
-def status_line(frame, engine) -> str:
-    """One line per TR: index, stream time, lost samples, latency, strongest region, flags, and
+def status_line(frame, engine, validation=None) -> str:
+    """One line per TR: index, stream time, lost samples, latency, strongest region, flags,
+    the running r of predicted vs measured BOLD (``validation``, a :class:`LineValidation`) and
     the MR-artefact correction's state when it runs."""
     values = np.asarray(frame.values)
     k = int(np.argmax(np.abs(values))) if values.size else 0
@@ -78,8 +81,44 @@ def status_line(frame, engine) -> str:
     flags = f" [{','.join(frame.flags)}]" if frame.flags else ""
     art = engine.artifact_status
     mr = f"  MR: {art.line()}" if art is not None else ""
+    val = f"  {validation.text()}" if validation is not None else ""
     return (f"TR {frame.index:5d}  t={frame.t:12.3f}  lost={lost}  latency={lat:6.1f} ms  "
-            f"strongest={roi} ({values[k]:+.2f}){fb}{flags}{mr}")
+            f"strongest={roi} ({values[k]:+.2f}){fb}{flags}{val}{mr}")
+
+
+class LineValidation:
+    """The running r of the headless lines, fed from the engine's threads: predictions and
+    on-time measured BOLD with each frame, late measured BOLD from ``on_measured``."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self._rc = None
+        self._lock = threading.Lock()
+
+    @property
+    def rc(self):
+        """The :class:`~rtbold.stream.validation.RunningCorrelation` (made at the first use,
+        once the engine knows its model)."""
+        with self._lock:
+            if self._rc is None:
+                from .validation import RunningCorrelation
+
+                self._rc = RunningCorrelation.for_engine(self.engine)
+            return self._rc
+
+    def on_frame(self, frame) -> None:
+        self.rc.add_predicted(frame.index, frame.values)
+        if frame.measured is not None:
+            self.rc.add_measured(frame.index, frame.measured)
+
+    def on_measured(self, index: int, t: float, values) -> None:
+        self.rc.add_measured(index, values)
+
+    def text(self) -> str:
+        """"r(fb)=+0.41 r(median)=+0.32 over 30 TRs" ("" without a measured stream)."""
+        if self.engine.config.measured.enabled is False:
+            return ""
+        return self.rc.summary()
 
 
 class StatusNotices:
@@ -129,7 +168,8 @@ def run_cli(args: argparse.Namespace) -> int:
     holder = {}
 
     def on_frame(frame):
-        print(status_line(frame, holder["engine"]), flush=True)
+        holder["validation"].on_frame(frame)
+        print(status_line(frame, holder["engine"], holder["validation"]), flush=True)
 
     def on_error(err):
         print(f"rtbold run: {err}", file=sys.stderr, flush=True)
@@ -137,6 +177,8 @@ def run_cli(args: argparse.Namespace) -> int:
     engine = LiveEngine(cfg, on_frame=on_frame, on_error=on_error,
                         on_status=StatusNotices("rtbold run"))
     holder["engine"] = engine
+    holder["validation"] = validation = LineValidation(engine)
+    engine.on_measured = validation.on_measured
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         engine.start()
@@ -156,4 +198,9 @@ def run_cli(args: argparse.Namespace) -> int:
     st = engine.status()
     print(f"rtbold run: {st.n_frames} frames, {st.n_skipped} skipped TRs, {st.lost_samples} "
           f"lost samples; session folder {engine.session_dir}", flush=True)
+    if st.measured_counts:
+        c = st.measured_counts
+        print(f"rtbold run: measured volumes: {c['on_time']} on time, {c['late']} paired after "
+              f"their frame, {c['too_late']} too late and {c['unpaired']} without a frame (see "
+              "events.tsv)", flush=True)
     return 0

@@ -2,8 +2,10 @@
 
 :class:`FrameSink` is the single owner of the outputs. The inference worker calls
 :meth:`~FrameSink.publish` then :meth:`~FrameSink.record` for a frame and :meth:`~FrameSink.skip`
-for a TR that gave none; acquisition calls :meth:`~FrameSink.eeg`, :meth:`~FrameSink.markers`
-and :meth:`~FrameSink.event`. One lock serialises the recorder's writers.
+for a TR that gave none; acquisition calls :meth:`~FrameSink.eeg`, :meth:`~FrameSink.markers`,
+:meth:`~FrameSink.event`, and :meth:`~FrameSink.measured` / :meth:`~FrameSink.measured_dropped`
+for measured-BOLD vectors that came after their frame (:mod:`rtbold.stream.pairing`). One lock
+serialises the recorder's writers.
 
 Flagged frames
 --------------
@@ -66,6 +68,8 @@ class FrameSink:
         self._lock = threading.RLock()
         self._log = EpisodeLog(logger, every_s=10.0)
         self.on_error = None
+        #: ``callable(index, t, values)``: a measured vector paired with an emitted frame.
+        self.on_measured = None
         if recorder is not None:
             self.attach_recorder(recorder)
 
@@ -109,6 +113,23 @@ class FrameSink:
         self._write("write_event", "skipped_tick", onset=skip.t,
                     description=f"TR {skip.index}: {skip.reason}", index=skip.index,
                     reason=skip.reason, detail=skip.detail)
+
+    def measured(self, index: int, t: float, values, *, late: bool = True) -> None:
+        """Measured BOLD of the already emitted frame ``index`` (tick time ``t``): recorded in
+        ``measured.tsv`` with the frame's index and time, then handed to ``on_measured``."""
+        self._write("write_measured", index, t, values)
+        if self.on_measured is not None:
+            try:
+                self.on_measured(index, t, values)
+            except Exception as err:  # noqa: BLE001 - a display bug must not stop acquisition
+                logger.exception("on_measured callback failed for TR %d", index)
+                self.error(err)
+
+    def measured_dropped(self, stamp: float, reason: str, detail: str) -> None:
+        """A measured vector not paired with any frame (``reason`` "late" or "unpaired"):
+        recorded in events.tsv (``measured_late`` / ``measured_unpaired``), logged (rate-limited)."""
+        self.event(f"measured_{reason}", stamp, f"measured BOLD stamped {stamp:.3f} s not "
+                   f"paired: {reason}: {detail}", reason=reason)
 
     # -- acquisition side -------------------------------------------------------------------------
     def eeg(self, raw, times) -> None:

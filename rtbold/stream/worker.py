@@ -173,8 +173,9 @@ class InferenceWorker(threading.Thread):
         real time (10x, fast) is never late nor stale: its speed changes no flag.
     sink : FrameSink | None
         Publishes and records frames, records skips.
-    measured : callable(t) -> array | None
-        Measured BOLD at stream time t, when a measured-bold stream is present.
+    measured : callable(index, t) -> array | None
+        Measured BOLD of the frame ``index`` at stream time ``t`` when it is already in (a
+        measured-bold stream is present; :meth:`rtbold.stream.pairing.MeasuredPairing.claim`).
     on_frame, on_error : callables
     skip_stale : bool
     max_wait_s : float
@@ -306,7 +307,7 @@ class InferenceWorker(threading.Thread):
         lat["inference_end"] = time.perf_counter() - tick.wall
         flags.extend(self.output_check.flags(values))
         frame = Frame(index=tick.index, t=tick.t, values=values, flags=tuple(flags), latency=lat,
-                      measured=self._measured(tick.t) if self._measured is not None else None)
+                      measured=self._measured(tick.index, tick.t) if self._measured is not None else None)
         self.sink.publish(frame)
         lat["published"] = time.perf_counter() - tick.wall
         if pylsl.local_clock() - tick.t > self.tr:
