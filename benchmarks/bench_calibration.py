@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", required=True, type=Path, help="held-out simulated dataset")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--bundle", default="demo", help="group bundle (default: the demo bundle)")
-    p.add_argument("--params", default="heads", choices=("heads", "last", "all"))
+    p.add_argument("--params", default="readout", choices=("readout", "heads", "last", "all"))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--subjects", nargs="*", default=None, help="e.g. 201 202 (default all)")
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         rows.append({"subject": sub, "paired_min": round(frames.paired_minutes, 1),
                      "n_calibration": res.n_calibration, "n_holdout": res.n_holdout,
                      "before": b, "after": a, "accepted": res.accepted,
-                     "best_epoch": res.best_epoch, "record_s": round(t_rec), "seconds":
+                     "selected": res.selected, "record_s": round(t_rec), "seconds":
                      res.seconds})
         print(f"{sub}: {res.line()} [{res.seconds:.0f} s]", flush=True)
     if not results:

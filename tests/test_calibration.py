@@ -24,8 +24,10 @@ from rtbold.training import predict_items
 
 SFREQ, TR, N_VOL, FIRST_S = 250.0, 2.0, 110, 17.0
 ROIS = list(load_atlas(64).roi_names)
-#: Quick settings: the last minute held out, few epochs, a learning rate that moves in them.
-QUICK = dict(holdout_min=1.0, gap_s=4.0, epochs=3, lr=2e-3, batch_size=16, anchor=0.0)
+#: Quick settings: the last minute held out; for gradient fine-tuning few epochs and a learning
+#: rate that moves in them.
+QUICK = dict(holdout_min=1.0, gap_s=4.0, batch_size=16)
+GRADIENT = dict(QUICK, params="heads", epochs=2, lr=2e-3, anchor=0.0)
 
 
 def _bundle(path, model) -> str:
@@ -131,21 +133,35 @@ def test_calibration_recovers_a_participants_read_out_and_is_accepted(calibrated
     assert report["before"] == res.before and report["accepted"]
     assert len(report["region_r_after"]) == 64
     assert (out / "calibration.png").stat().st_size > 10_000
-    # only the read-outs moved (params = heads)
-    base, _ = load_bundle(group)
-    cal, meta = load_bundle(res.bundle)
-    moved = {n for (n, a), (_, b) in zip(base.named_parameters(), cal.named_parameters())
-             if not torch.allclose(a, b)}
-    assert moved and moved <= set(trainable_names(base, "heads"))
+    # the closed-form read-out calibration changed the band-power read-out and nothing else
+    assert res.selected["alpha"] is not None
+    assert _moved(group, res.bundle) == {"bandpower.linear.weight"}
+    meta = load_bundle(res.bundle)[1]
     assert meta.roi_names == ROIS and meta.ch_names == montage_channels()
+
+
+def _moved(bundle_a, bundle_b) -> set:
+    a, _ = load_bundle(bundle_a)
+    b, _ = load_bundle(bundle_b)
+    return {n for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters())
+            if not torch.allclose(x, y)}
+
+
+def test_gradient_fine_tuning_moves_only_the_chosen_set(subject_session, group, tmp_path):
+    res = calibrate_session(subject_session, group, CalibrationConfig(**GRADIENT),
+                            out=tmp_path / "cal", progress=False, figure=False)
+    assert [h["epoch"] for h in res.history] == [0, 1, 2]
+    assert 0 <= res.selected["epoch"] <= 2
+    moved = _moved(group, res.bundle)
+    assert moved <= set(trainable_names(load_bundle(group)[0], "heads"))
+    assert bool(moved) == (res.selected["epoch"] > 0)
 
 
 def test_a_model_that_already_predicts_the_session_is_kept(group, tmp_path):
     base, _ = load_bundle(group)
     own, valid = _model_outputs(tmp_path / "probe", base)
     _write_session(tmp_path / "s", lambda t: np.where(valid[:, None], own, 0.0))
-    res = calibrate_session(tmp_path / "s", group,
-                            CalibrationConfig(**dict(QUICK, epochs=1), min_gain=0.01),
+    res = calibrate_session(tmp_path / "s", group, CalibrationConfig(**QUICK, min_gain=0.01),
                             out=tmp_path / "cal", progress=False, figure=False)
     assert not res.accepted
     assert res.after["tcorr"] - res.before["tcorr"] <= 0.01
@@ -166,6 +182,8 @@ def test_parameter_sets(group):
     model, _ = load_bundle(group)
     names = [n for n, _ in model.named_parameters()]
     heads, last = trainable_names(model, "heads"), trainable_names(model, "last")
+    assert trainable_names(model, "readout") == ["bandpower.linear.weight",
+                                                 "bandpower.linear.bias"]
     assert "bandpower.linear.weight" in heads and "roi_weight" in heads
     assert not any(n.startswith(("labram.", "mss_module.")) for n in heads)
     last_block = max(int(n.split(".")[2]) for n in names if n.startswith("labram.blocks."))
@@ -173,7 +191,7 @@ def test_parameter_sets(group):
     assert any(n.startswith(f"labram.blocks.{last_block}.") for n in last)
     assert not any(n.startswith("labram.patch_embed.") for n in last)
     assert trainable_names(model, "all") == names
-    with pytest.raises(ValueError, match="'heads', 'last' or 'all'"):
+    with pytest.raises(ValueError, match="'readout', 'heads', 'last' or 'all'"):
         trainable_names(model, "everything")
 
 
@@ -194,7 +212,7 @@ def test_rtbold_calibrate_command(subject_session, group, tmp_path, capsys):
 
     rc = main(["calibrate", str(subject_session), "--bundle", group, "--out",
                str(tmp_path / "cli"), "--no-progress", "--holdout-min", "1", "--gap-s", "4",
-               "--epochs", "1", "--lr", "2e-3", "--batch-size", "16", "--anchor", "0"])
+               "--batch-size", "16"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "held-out" in out and "subject bundle:" in out

@@ -41,6 +41,7 @@ def test_live_calibration_runs_aside_and_swaps_an_accepted_bundle(bundle, tmp_pa
     # after 1.5 min of paired frames; accept whatever comes (the swap is what is tested here;
     # the verdict itself is tested in test_calibration.py)
     cal.after_min, cal.holdout_min, cal.gap_s, cal.epochs = 1.5, 0.5, 2.0, 1
+    cal.params = "heads"  # this UnEBOLT has no band-power read-out for the closed form
     cal.batch_size, cal.min_gain = 16, -1.0
     frames, statuses, errors = [], [], []
     engine = LiveEngine(cfg, on_frame=frames.append, on_status=statuses.append,

@@ -27,14 +27,20 @@ class CalibrationConfig:
     after_min: float = field(default=0.0, metadata={"range": (0.0, 600.0)})
     #: Live: calibrate again every this many further minutes of paired frames (0: once).
     every_min: float = field(default=0.0, metadata={"range": (0.0, 600.0)})
-    #: Which parameters move.
-    params: str = field(default="heads", metadata={"choices": ("heads", "last", "all")})
+    #: What moves. ``readout`` (models with a linear band-power read-out: UnEBOLT-BP, ridge): a
+    #: closed-form ridge of the model's residual on the read-out's inputs, shrunk towards the
+    #: current read-out, penalty chosen on the selection part. ``heads`` (the region
+    #: read-outs), ``last`` (also the adapter, fusion, band-power MLP and the last encoder
+    #: blocks) or ``all``: gradient fine-tuning for ``epochs``.
+    params: str = field(default="readout",
+                        metadata={"choices": ("readout", "heads", "last", "all")})
     #: Minutes at the end of the paired frames held out for the verdict.
     holdout_min: float = field(default=2.0, metadata={"range": (0.5, 120.0)})
     #: Seconds left out between calibration and held-out frames (and before the selection part).
     gap_s: float = field(default=20.0, metadata={"range": (0.0, 600.0)})
     #: Share of the calibration frames (its end) that picks the epoch to keep.
     select_fraction: float = field(default=0.2, metadata={"range": (0.05, 0.5)})
+    #: Gradient fine-tuning only (not ``readout``).
     epochs: int = field(default=10, metadata={"range": (1, 10_000)})
     #: Adam learning rate; None: 2e-5 (heads), 1e-5 (last), 5e-6 (all). The read-outs are wide
     #: (UnEBOLT-BP's band-power read-out has 1,040 inputs per region), so Adam's steps of about
@@ -53,7 +59,7 @@ class CalibrationConfig:
 
     @property
     def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.params]
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.params, 0.0)
 
 
 def load_calibration_config(raw: dict | None, where: str = "calibration") -> CalibrationConfig:

@@ -66,7 +66,9 @@ class CalibrationResult:
     n_calibration: int
     n_selection: int
     n_holdout: int
-    best_epoch: int
+    #: What the selection picked: ``{"epoch": k}`` (fine-tuning) or ``{"alpha": a}`` (read-out
+    #: ridge; None = no change).
+    selected: dict
     seconds: float
     settings: dict
     history: list = field(default_factory=list)
@@ -88,10 +90,14 @@ class CalibrationResult:
 
 
 def trainable_names(model, params: str) -> list[str]:
-    """Names of the parameters that ``params`` (heads, last, all) moves in ``model``."""
+    """Names of the parameters that ``params`` (readout, heads, last, all) moves in ``model``."""
     names = [n for n, _ in model.named_parameters()]
     if params == "all":
         return names
+    if params == "readout":
+        layer = _readout_layer(model)
+        return [n for n, p in model.named_parameters()
+                if layer is not None and any(p is q for q in layer.parameters())]
     prefixes = list(_HEADS)
     if params == "last":
         prefixes += list(_LAST)
@@ -100,7 +106,7 @@ def trainable_names(model, params: str) -> list[str]:
             if ids:
                 prefixes.append(f"{enc}.{key}.{max(ids)}.")
     elif params != "heads":
-        raise ValueError(f"params must be 'heads', 'last' or 'all', got {params!r}")
+        raise ValueError(f"params must be 'readout', 'heads', 'last' or 'all', got {params!r}")
     chosen = [n for n in names if n.startswith(tuple(prefixes))]
     if not chosen:
         raise ValueError(f"{type(model).__name__} has no parameters in the set {params!r}; "
@@ -142,6 +148,162 @@ def _summary(pred: np.ndarray, true: np.ndarray) -> dict:
     pix = [np.corrcoef(p, y)[0, 1] for p, y in zip(pred, true) if p.std() > 0 and y.std() > 0]
     return {"tcorr": float(np.nanmean(r)), "res_tcorr": float(np.nanmean(res)),
             "pixcorr": float(np.nanmean(pix)) if pix else math.nan}
+
+
+def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, progress: bool):
+    """Gradient fine-tuning of the ``cfg.params`` set (Adam, MSE, L2-SP towards the start); the
+    epoch with the best selection score is kept, epoch 0 (the start) included."""
+    import torch
+
+    from ..training.predict import predict_items
+
+    scan = scans[0]
+
+    def items(pos):
+        return [(0, int(k)) for k in pos]
+
+    def predict(model, pos):
+        return predict_items(model, scans, items(pos), device=device, session=table)
+
+    model = copy.deepcopy(base).to(device)
+    chosen = set(trainable_names(model, cfg.params))
+    start = {}
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in chosen)
+        if name in chosen:
+            start[name] = p.detach().clone()
+    trainable = [p for n, p in model.named_parameters() if n in chosen]
+    n_weights = sum(p.numel() for p in trainable)
+    opt = torch.optim.AdamW(trainable, lr=cfg.resolved_lr, weight_decay=0.0)
+
+    from torch.utils.data import DataLoader
+
+    from ..datasets import WindowDataset
+    from ..training.predict import model_inputs
+    from ..training.ridge import SessionWindowDataset
+
+    ds = (WindowDataset(scans, items(fit)) if table is None
+          else SessionWindowDataset(scans, items(fit), table))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        generator=gen, num_workers=0)
+    sel_pos = sel if len(sel) >= 10 else fit
+
+    def score_sel(m) -> float:
+        return _score(predict(m, sel_pos), scan.targets[sel_pos])
+
+    best_score, best_epoch = score_sel(model), 0
+    best_state = copy.deepcopy(model.state_dict())
+    history = [{"epoch": 0, "select_score": best_score}]
+    from ..training.loop import progress_bar
+
+    bar = progress_bar(range(1, cfg.epochs + 1), progress, "calibration")
+    for epoch in bar:
+        model.train()
+        losses = []
+        for batch in loader:
+            x, kwargs = model_inputs(batch, device)
+            y = batch[-1].to(device)
+            loss = torch.nn.functional.mse_loss(model(x, **kwargs), y)
+            if cfg.anchor > 0:
+                drift = sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters()
+                            if n in chosen)
+                loss = loss + cfg.anchor * drift / n_weights
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        model.eval()
+        score = score_sel(model)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                        "select_score": score})
+        bar.set_postfix(loss=f"{np.mean(losses):.4f}", select=f"{score:.3f}")
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+    bar.close()
+    model.load_state_dict(best_state)
+    return model, {"epoch": best_epoch}, history
+
+
+
+def _readout_layer(model):
+    """The linear read-out on band-power features that a closed-form calibration updates:
+    UnEBOLT-BP's ``bandpower.linear`` or a ridge bundle's ``readout`` (None: the model has none)."""
+    branch = getattr(model, "bandpower", None)
+    if branch is not None and hasattr(branch, "linear"):
+        return branch.linear
+    readout = getattr(model, "readout", None)
+    return readout if readout is not None and hasattr(readout, "weight") else None
+
+
+#: Ridge penalties of the read-out calibration, per calibration window (lambda = alpha x n).
+READOUT_ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+
+
+def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: int = 5):
+    """Closed-form read-out calibration: a ridge of the group model's residual on the inputs of
+    its linear read-out, shrunk towards the group read-out (W = 0), added to the read-out.
+
+    The penalty is chosen by blocked cross-validation over the calibration frames (``fit`` and
+    ``sel``: ``n_folds`` contiguous blocks, each predicted by a ridge fitted on the others less
+    ``gap`` frames on either side), with no change as a candidate; the ridge is then refitted
+    on every calibration frame. (A ridge costs milliseconds, so every frame can serve both
+    fitting and selection, unlike gradient fine-tuning's single selection block.)
+    """
+    import torch
+
+    from ..training.predict import predict_items
+
+    model = copy.deepcopy(base).to(device).eval()
+    layer = _readout_layer(model)
+    if layer is None:
+        raise ValueError(f"{type(base).__name__} has no linear band-power read-out; calibrate "
+                         "it with params = 'heads', 'last' or 'all'.")
+    scan = scans[0]
+    pos = np.sort(np.concatenate([fit, sel]))
+    captured: list = []
+    hook = layer.register_forward_hook(lambda mod, inp, out: captured.append(
+        inp[0].detach().float().cpu().numpy()))
+    try:
+        pred = predict_items(model, scans, [(0, int(k)) for k in pos], device=device,
+                             session=table).astype(np.float64)
+    finally:
+        hook.remove()
+    X = np.concatenate(captured).astype(np.float64).reshape(len(pos), -1)
+    y = scan.targets[pos].astype(np.float64)
+    resid = y - pred
+    n = len(pos)
+
+    def ridge(rows, lam):
+        A = X[rows]
+        return np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ resid[rows])
+
+    blocks = np.array_split(np.arange(n), n_folds)
+    best_score, best_alpha = _score(pred, y), None
+    history = [{"alpha": None, "cv_score": best_score}]
+    for alpha in READOUT_ALPHAS:
+        cv = pred.copy()
+        for blk in blocks:
+            train = np.setdiff1d(np.arange(n), np.arange(blk[0] - gap, blk[-1] + gap + 1))
+            cv[blk] += X[blk] @ ridge(train, alpha * len(train))
+        score = _score(cv, y)
+        history.append({"alpha": alpha, "cv_score": score})
+        if score > best_score:
+            best_score, best_alpha = score, alpha
+    if best_alpha is not None:
+        W = ridge(np.arange(n), best_alpha * n)
+        with torch.no_grad():
+            layer.weight.add_(torch.as_tensor(W.T, dtype=layer.weight.dtype,
+                                              device=layer.weight.device))
+    return model, {"alpha": best_alpha}, history
+
+
+def _score(pred: np.ndarray, true: np.ndarray) -> float:
+    """Selection score: mean of Tcorr and residual Tcorr (global signal removed), so fitting
+    the global signal alone does not win it."""
+    m = _summary(pred, true)
+    return 0.5 * (m["tcorr"] + m["res_tcorr"])
 
 
 def calibrate_session(session_dir: str | Path, bundle: str | Path,
@@ -221,64 +383,12 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
     def predict(model, pos):
         return predict_items(model, scans, items(pos), device=device, session=table)
 
-    model = copy.deepcopy(base).to(device)
-    chosen = set(trainable_names(model, cfg.params))
-    start = {}
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in chosen)
-        if name in chosen:
-            start[name] = p.detach().clone()
-    trainable = [p for n, p in model.named_parameters() if n in chosen]
-    n_weights = sum(p.numel() for p in trainable)
-    opt = torch.optim.AdamW(trainable, lr=cfg.resolved_lr, weight_decay=0.0)
-
-    from torch.utils.data import DataLoader
-
-    from ..datasets import WindowDataset
-    from ..training.predict import model_inputs
-    from ..training.ridge import SessionWindowDataset
-
-    ds = (WindowDataset(scans, items(fit)) if table is None
-          else SessionWindowDataset(scans, items(fit), table))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        generator=gen, num_workers=0)
-    sel_pos = sel if len(sel) >= 10 else fit
-
-    def score_sel(m) -> float:
-        return float(np.nanmean(_region_r(predict(m, sel_pos), scan.targets[sel_pos])))
-
-    best_score, best_epoch = score_sel(model), 0
-    best_state = copy.deepcopy(model.state_dict())
-    history = [{"epoch": 0, "select_tcorr": best_score}]
-    from ..training.loop import progress_bar
-
-    bar = progress_bar(range(1, cfg.epochs + 1), progress, "calibration")
-    for epoch in bar:
-        model.train()
-        losses = []
-        for batch in loader:
-            x, kwargs = model_inputs(batch, device)
-            y = batch[-1].to(device)
-            loss = torch.nn.functional.mse_loss(model(x, **kwargs), y)
-            if cfg.anchor > 0:
-                drift = sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters()
-                            if n in chosen)
-                loss = loss + cfg.anchor * drift / n_weights
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        model.eval()
-        score = score_sel(model)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                        "select_tcorr": score})
-        bar.set_postfix(loss=f"{np.mean(losses):.4f}", select=f"{score:.3f}")
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-    bar.close()
-    model.load_state_dict(best_state)
+    if cfg.params == "readout":
+        model, selected, history = _calibrate_readout(
+            base, scans, fit, sel, table, device, gap=int(math.ceil(cfg.gap_s / frames.tr)))
+    else:
+        model, selected, history = _finetune(base, scans, fit, sel, table, cfg, device,
+                                             progress)
     model.eval()
 
     y_hold = scan.targets[hold]
@@ -296,9 +406,12 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
                    "selection": ([int(frames.index[sel[0]]), int(frames.index[sel[-1]])]
                                  if len(sel) else None),
                    "holdout": [int(frames.index[hold[0]]), int(frames.index[hold[-1]])]},
-        "settings": asdict(cfg), "best_epoch": best_epoch, "holdout_before": before,
+        "settings": asdict(cfg), "selected": selected, "holdout_before": before,
         "holdout_after": after, "accepted": bool(accepted),
-        "moved_parameters": int(n_weights),
+        "changed_weights": int(sum(
+            int((a != b).sum()) for a, b in zip(base.state_dict().values(),
+                                                model.state_dict().values())
+            if a.dtype.is_floating_point)),
     }
     md = {k: v for k, v in asdict(meta).items() if k not in ("format_version", "created")}
     md["training"] = dict(md.get("training") or {}, calibration=provenance)
@@ -312,8 +425,10 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
         region_r_before=_region_r(p_before, y_hold).tolist(),
         region_r_after=_region_r(p_after, y_hold).tolist(), roi_names=list(frames.roi_names),
         networks=networks, bundle=str(subject), base_bundle=str(bundle), folder=str(out),
-        n_calibration=len(fit), n_selection=len(sel), n_holdout=len(hold),
-        best_epoch=best_epoch, seconds=round(time.perf_counter() - t0, 1),
+        # the read-out ridge is refitted on every calibration frame; fine-tuning fits on ``fit``
+        n_calibration=len(fit) + (len(sel) if cfg.params == "readout" else 0),
+        n_selection=len(sel), n_holdout=len(hold),
+        selected=selected, seconds=round(time.perf_counter() - t0, 1),
         settings=asdict(cfg), history=history)
     (out / "calibration.json").write_text(json.dumps(result.to_json(), indent=1,
                                                      allow_nan=True), encoding="utf-8")

@@ -179,20 +179,32 @@ def run_cli(args: argparse.Namespace) -> int:
     holder["engine"] = engine
     holder["validation"] = validation = LineValidation(engine)
     engine.on_measured = validation.on_measured
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        done.set()
+
+    # SIGINT handled like SIGTERM: a script that starts `rtbold run ... &` leaves SIGINT ignored
+    # in it (no job control), so Python would never raise KeyboardInterrupt and `kill -INT`
+    # would not stop the session.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         engine.start()
         print(f"rtbold run: {engine.status().bundle} on {engine.status().device}; EEG "
               f"{engine.inlet.name!r} at {engine.inlet.sfreq:g} Hz; TR {engine.tr:g} s "
               f"({engine.clock.mode} clock); session {engine.session_dir}", flush=True)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not done.wait(0.2):  # Ctrl-C raises KeyboardInterrupt here
+        while not done.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    except KeyboardInterrupt:
+        if signal.SIGINT in received:
+            print("\nrtbold run: stopping (Ctrl-C)", flush=True)
+    except KeyboardInterrupt:  # Ctrl-C before the handler was installed
         print("\nrtbold run: stopping (Ctrl-C)", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if engine.worker is not None:  # started (start() cleans up after itself on failure)
             engine.stop()
     st = engine.status()
