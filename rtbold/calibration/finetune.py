@@ -141,13 +141,12 @@ def _region_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def _summary(pred: np.ndarray, true: np.ndarray) -> dict:
-    from ..metrics import remove_global
+    """Held-out metrics (:func:`rtbold.metrics.scan_metrics`): Tcorr, residual Tcorr (global
+    signal removed), Pixcorr (FC matrices) and the prediction's global share."""
+    from ..metrics import scan_metrics
 
-    r = _region_r(pred, true)
-    res = _region_r(remove_global(pred), remove_global(true))
-    pix = [np.corrcoef(p, y)[0, 1] for p, y in zip(pred, true) if p.std() > 0 and y.std() > 0]
-    return {"tcorr": float(np.nanmean(r)), "res_tcorr": float(np.nanmean(res)),
-            "pixcorr": float(np.nanmean(pix)) if pix else math.nan}
+    v = scan_metrics(pred, true).values
+    return {k: float(v[k]) for k in ("tcorr", "res_tcorr", "pixcorr", "global_share")}
 
 
 def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, progress: bool):
