@@ -135,6 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 if isinstance(item, (pg.AxisItem, QtWidgets.QGraphicsPathItem)):
                     item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
+        self.status_view.calibrate_requested.connect(self.request_calibration)
         self.connect_panel.start_requested.connect(self.start)
         self.connect_panel.stop_requested.connect(self.stop)
         self.engine_started.connect(self._on_engine_started)
@@ -281,6 +282,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.configure_regions(list(names), getattr(self.engine, "networks", None))
         else:
             self._configure_validation()  # the engine's feedback target and settings
+
+    def request_calibration(self) -> str:
+        """Ask the running engine for an in-session calibration (the status panel's button);
+        what it answers is shown as the status message."""
+        engine = self.engine
+        if engine is None or not hasattr(engine, "request_calibration"):
+            answer = "no engine running"
+        else:
+            answer = engine.request_calibration()
+        self.status_view.fields["message"].setText(answer)
+        return answer
 
     def stop(self, wait: bool = False) -> None:
         """Stop the engine (in the background unless ``wait``)."""

@@ -57,6 +57,9 @@ def measured_html(status: Any, n_regions: int | None = None) -> str:
 class StatusView(QtWidgets.QWidget):
     """Connection state, rates, buffer fill, latency p50/p99 over the last 50 TRs, errors."""
 
+    #: The user pressed "Calibrate now".
+    calibrate_requested = QtCore.pyqtSignal()
+
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.fields: dict[str, QtWidgets.QLabel] = {}
@@ -68,13 +71,21 @@ class StatusView(QtWidgets.QWidget):
                            ("streams", "Inlets"), ("clock", "TR clock"),
                            ("bad", "Channel flags"), ("artifacts", "MR artefacts"),
                            ("waiting", "No TR because"), ("measured", "Measured BOLD"),
-                           ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
+                           ("calibration", "Calibration"), ("device", "Device"), ("bundle", "Bundle"), ("message", "Message")):
             w = QtWidgets.QLabel("—")
             w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             w.setWordWrap(key in ("bundle", "message", "waiting", "streams", "bad", "measured",
-                                  "artifacts"))
+                                  "artifacts", "calibration"))
             self.fields[key] = w
             form.addRow(label, w)
+        # In-session calibration on the measured BOLD, in a separate process (issue 11).
+        self.calibrate_button = QtWidgets.QPushButton("Calibrate now")
+        self.calibrate_button.setToolTip(
+            "Fine-tune the model on this participant's paired EEG and measured BOLD in a "
+            "separate process; it is swapped in only if it predicts the last minutes better")
+        self.calibrate_button.setEnabled(False)
+        self.calibrate_button.clicked.connect(self.calibrate_requested)
+        form.addRow("", self.calibrate_button)
         self.buffer = QtWidgets.QProgressBar()
         self.buffer.setRange(0, 100)
         self.buffer.setFormat("%p%")
@@ -131,9 +142,11 @@ class StatusView(QtWidgets.QWidget):
         if status is None:
             f["connected"].setText(f"<span style='color:{theme.MUTED}'>● not running</span>")
             for k in ("stream", "rate", "lost", "last_tick", "frames", "streams", "clock", "bad",
-                      "artifacts", "waiting", "measured", "device", "bundle", "message"):
+                      "artifacts", "waiting", "measured", "calibration", "device", "bundle",
+                      "message"):
                 f[k].setText("—")
             self.buffer.setValue(0)
+            self.calibrate_button.setEnabled(False)
             return
         ok = bool(getattr(status, "connected", False))
         color = theme.OK if ok else theme.ERROR
@@ -169,6 +182,10 @@ class StatusView(QtWidgets.QWidget):
         f["waiting"].setText(f"<span style='color:{theme.ERROR}'>{waiting}</span>" if waiting
                              else "—")
         f["measured"].setText(measured_html(status, n_regions))
+        calibration = str(getattr(status, "calibration", "") or "")
+        f["calibration"].setText(calibration or "not available (needs measured BOLD and a "
+                                                "recorded session)")
+        self.calibrate_button.setEnabled(bool(calibration) and "calibrating" not in calibration)
         f["device"].setText(str(getattr(status, "device", "") or "—"))
         f["bundle"].setText(str(getattr(status, "bundle", "") or "—"))
         f["message"].setText(str(getattr(status, "message", "") or ""))

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "player.replay",
     "stream.run",
     "scanner.export",
+    "calibration.cli",
     "gui.cli",
     "demo",
 )

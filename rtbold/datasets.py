@@ -247,22 +247,12 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
         keep = [n for n in series.roi_names if not n.lower().startswith("global signal")]
         series = series.select(keep)
     rec = eeg if eeg is not None else read_eeg(spec.eeg_path)
-    mapping = ChannelMapping.build(rec.ch_names, ch_names, source_types=rec.ch_types,
-                                   policy=policy, what=str(spec.eeg_path))
-    used = np.nonzero(mapping.matrix.any(axis=0))[0].tolist()
-    rec.check_finite(used)
-    from .artifacts.corrector import recording_corrector
-
-    corrector, ecg = (recording_corrector(rec, len(ch_names), artifacts, series.tr, marker)
-                      if artifacts is not None else (None, None))
-    if ecg is not None:
-        rec.check_finite([ecg])
+    data, times, mapping, corrector = preprocess_recording(
+        rec, ch_names, policy=policy, highpass=highpass, artifacts=artifacts, tr=series.tr,
+        marker=marker, what=str(spec.eeg_path))
     found = corrector.volume_times if corrector is not None and corrector.triggers else None
     onsets = volume_times(rec, series.n_volumes, marker=marker, tr=series.tr,
                           first_volume_s=first_volume_s, skip_markers=skip_markers, onsets=found)
-    pre = EEGPreprocessor(rec.sfreq, mapping=mapping, highpass_hz=highpass, corrector=corrector)
-    data, times = pre.run(rec.data, first_time=rec.first_time,
-                          ecg=None if ecg is None else rec.data[ecg])
     flags = [()] * len(onsets)
     if corrector is not None:
         flags = window_flags(corrector.drain_marks(), onsets)
@@ -286,6 +276,54 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
                         {"eeg_sfreq": rec.sfreq, "n_volumes": len(onsets),
                          "n_windows": int(valid.sum()), "missing_channels": mapping.missing,
                          "n_flagged": sum(bool(f) for f in flags)}, flags)
+
+
+def preprocess_recording(rec: EEGRecording, ch_names: list[str], *, policy: str = "refuse",
+                         highpass: float | None = None, artifacts=None, tr: float | None = None,
+                         marker: str | None = DEFAULT_MARKER, what: str | None = None):
+    """The shared offline EEG chain of a whole recording: channel mapping, MR-artefact
+    correction (when ``artifacts`` asks for it), resampling to 200 Hz and the high-pass.
+
+    Parameters
+    ----------
+    rec : EEGRecording
+    ch_names : list of str
+        The model's channels, in order.
+    policy : str
+        Missing-channel policy (refuse, interpolate, zero).
+    highpass : float | None
+        EEG high-pass (Hz).
+    artifacts : rtbold.artifacts.ArtifactConfig | None
+    tr : float | None
+        Repetition time (s); needed by the MR-artefact correction.
+    marker : str | None
+        Volume marker; needed by the gradient correction.
+    what : str | None
+        Name of the recording in error messages (default ``rec.label``).
+
+    Returns
+    -------
+    data : array, shape (C, n)
+        µV, 200 Hz, the model's channels.
+    times : array, shape (n,)
+    mapping : ChannelMapping
+    corrector : rtbold.artifacts.MRCorrector | None
+        After the run: its volumes and the marks of samples it could not fully correct.
+    """
+    mapping = ChannelMapping.build(rec.ch_names, ch_names, source_types=rec.ch_types,
+                                   policy=policy, what=what or rec.label)
+    used = np.nonzero(mapping.matrix.any(axis=0))[0].tolist()
+    rec.check_finite(used)
+    from .artifacts.corrector import recording_corrector
+
+    corrector, ecg = (recording_corrector(rec, len(ch_names), artifacts, tr, marker)
+                      if artifacts is not None else (None, None))
+    if ecg is not None:
+        rec.check_finite([ecg])
+    pre = EEGPreprocessor(rec.sfreq, mapping=mapping, highpass_hz=highpass, corrector=corrector)
+    data, times = pre.run(rec.data, first_time=rec.first_time,
+                          ecg=None if ecg is None else rec.data[ecg])
+    return data, times, mapping, corrector
 
 
 def window_flags(marks: list[tuple[str, float, float]], onsets: np.ndarray,

@@ -156,6 +156,53 @@ def plot_network_r(network_r: Mapping[str, Mapping], path: Path, title: str = ""
     return path
 
 
+def plot_calibration(r_before: np.ndarray, r_after: np.ndarray, networks: Sequence[str],
+                     path: Path, title: str = "", labels: tuple[str, str] = ("group bundle",
+                                                                           "calibrated")) -> Path:
+    """Per-region r before vs after a calibration (scatter, by network) and the mean r of each
+    network's regions before and after (paired bars)."""
+    plt = _plt()
+    rb, ra = np.asarray(r_before, dtype=float), np.asarray(r_after, dtype=float)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.0, 4.0),
+                                   gridspec_kw={"width_ratios": [1.0, 1.6]})
+    lo = float(np.nanmin(np.concatenate([rb, ra, [0.0]]))) - 0.05
+    hi = float(np.nanmax(np.concatenate([rb, ra, [0.0]]))) + 0.05
+    ax1.plot([lo, hi], [lo, hi], color="k", lw=0.6)
+    ax1.scatter(rb, ra, s=14, c=[_color(n) for n in networks], edgecolors="none")
+    ax1.set_xlim(lo, hi)
+    ax1.set_ylim(lo, hi)
+    ax1.set_aspect("equal")
+    ax1.set_xlabel(f"r, {labels[0]}")
+    ax1.set_ylabel(f"r, {labels[1]}")
+    ax1.set_title(f"per region: mean {np.nanmean(rb):.3f} -> {np.nanmean(ra):.3f}, "
+                  f"higher in {int(np.sum(ra > rb))}/{len(rb)}", fontsize=8)
+    from .atlas import NETWORK_ORDER
+
+    names = [n for n in NETWORK_ORDER if n in set(networks)]
+    names += [n for n in dict.fromkeys(networks) if n not in names]
+    net = np.array(networks)
+    mb = np.array([np.nanmean(rb[net == n]) for n in names])
+    ma = np.array([np.nanmean(ra[net == n]) for n in names])
+    x = np.arange(len(names))
+    ax2.bar(x - 0.2, mb, width=0.4, color=[_color(n) for n in names], alpha=0.45,
+            label=labels[0])
+    ax2.bar(x + 0.2, ma, width=0.4, color=[_color(n) for n in names], label=labels[1])
+    for xi, a in zip(x, ma):
+        ax2.text(xi + 0.2, a + (0.01 if a >= 0 else -0.01), f"{a:.2f}", ha="center",
+                 va="bottom" if a >= 0 else "top", fontsize=6)
+    ax2.set_xticks(x)
+    ax2.set_xticklabels([n.replace("/", "/\n").replace(" ", "\n", 1) if len(n) > 12 else n
+                         for n in names], fontsize=7)
+    ax2.axhline(0, color="k", lw=0.6)
+    ax2.set_ylabel("mean r of the network's regions")
+    ax2.legend(frameon=False, loc="upper right")
+    ax2.set_title("per network (pale: before, solid: after)", fontsize=8)
+    fig.suptitle(title or "Held-out per-region r before and after calibration")
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_fc(fc_true: np.ndarray, fc_pred: np.ndarray, networks: Sequence[str], path: Path,
             title: str = "") -> Path:
     """Measured and predicted FC side by side, regions ordered by network, with boundaries."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artifacts.config import ArtifactConfig
+from ..calibration.config import CalibrationConfig
 from ..config import ConfigError, load_config
 
 
@@ -167,6 +168,9 @@ class LiveConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     #: MR-artefact correction of raw in-scanner EEG (``[live.artifacts]``), off by default.
     artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
+    #: In-session calibration on the measured BOLD (``[live.calibration]``): on request, or by
+    #: itself after ``after_min`` minutes of paired frames.
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def check(self) -> None:
         """Raise ConfigError for what can be checked before loading a model or connecting.

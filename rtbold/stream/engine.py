@@ -75,6 +75,8 @@ class LiveEngine:
         self.tr: float | None = None
         self._marker_inlet: MarkerInlet | None = None
         self._measured_inlet: ValueInlet | None = None
+        #: In-session calibration (None: no recording, no measured BOLD or no bundle path).
+        self.calibration = None
         self._last_status = 0.0
         self._started = False
         self._stopped = False
@@ -206,9 +208,35 @@ class LiveEngine:
             max_wait_s=cfg.worker.max_wait_s, extra_flags=self._extra_flags,
             output_check=OutputCheck(cfg.worker.constant_trs))
         worker_ref["w"] = self.worker
+        self._start_calibration()
         self._started = True
         self.worker.start()
         acq.start()
+        if self.calibration is not None:
+            self.calibration.start()
+
+    def _start_calibration(self) -> None:
+        """In-session calibration needs the recorded session, measured BOLD and the bundle's
+        file (the separate process starts from it)."""
+        cfg = self.config
+        if not (cfg.output.record and cfg.measured.enabled and cfg.bundle is not None
+                and self.sink.session_dir is not None):
+            if cfg.calibration.after_min > 0:
+                self.sink.event("calibration", None, "live.calibration.after_min is set but "
+                                "calibration needs live.output.record, live.measured.enabled "
+                                "and a bundle path; it is off", warn=True)
+            return
+        from ..calibration.live import LiveCalibration
+
+        self.calibration = LiveCalibration(cfg.calibration, self.sink.session_dir, self.runner,
+                                           resolve_bundle(cfg.bundle), self.tr, self.sink)
+
+    def request_calibration(self) -> str:
+        """Start a calibration now (the GUI's button); returns what happens, in words."""
+        if self.calibration is None:
+            return ("calibration is not available: it needs a recorded session "
+                    "(live.output.record), measured BOLD (live.measured) and a bundle path")
+        return self.calibration.request()
 
     def _make_corrector(self):
         """The MR-artefact corrector for this stream (None when the correction is off)."""
@@ -277,6 +305,8 @@ class LiveEngine:
                 while not acq.ticks.empty():
                     tick = acq.ticks.get_nowait()
                     self.sink.skip(Skip(tick.index, tick.t, "stopped", "the engine stopped"))
+        if self.calibration is not None:
+            self.calibration.stop()
         for inlet in (self.inlet, self._marker_inlet, self._measured_inlet):
             if inlet is not None:
                 inlet.close()
@@ -343,7 +373,8 @@ class LiveEngine:
                               else None),
             measured_counts=(dict(acq.measured.counts) if acq is not None
                              and acq.measured is not None else {}),
-            artifacts=self.artifact_status.line() if self.artifact_status is not None else "")
+            artifacts=self.artifact_status.line() if self.artifact_status is not None else "",
+            calibration=self.calibration.line() if self.calibration is not None else "")
 
     @property
     def artifact_status(self):

@@ -98,3 +98,6 @@ class EngineStatus:
     #: MR-artefact correction, one line ("" when off): templates filled, residual, heart rate,
     #: triggers missed and doubled (rtbold.artifacts.ArtifactStatus.line).
     artifacts: str = ""
+    #: In-session calibration, one line ("" when it cannot run: no recording or no measured
+    #: BOLD): paired minutes, running, the last verdict with its held-out numbers.
+    calibration: str = ""

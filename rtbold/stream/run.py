@@ -123,11 +123,12 @@ class LineValidation:
 
 class StatusNotices:
     """What the headless commands print when the engine's status changes (once per change):
-    why no TR comes, and how the measured-BOLD stream's regions match the model's."""
+    why no TR comes, how the measured-BOLD stream's regions match the model's, and what the
+    in-session calibration does (started, its verdict)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._said: dict[str, str] = {"waiting": "", "measured": ""}
+        self._said: dict[str, str] = {"waiting": "", "measured": "", "calibration": ""}
 
     def __call__(self, status) -> None:
         # Never silent: when no TR comes, say why (once per reason).
@@ -141,6 +142,13 @@ class StatusNotices:
             self._said["measured"] = measured
             if measured:
                 print(f"{self.prefix}: {measured}", flush=True)
+        # "<minutes> paired; <state>": news are a calibration starting and its verdict, not
+        # the growing minutes or "on request"
+        calibration = getattr(status, "calibration", "").partition("; ")[2]
+        if calibration != self._said["calibration"]:
+            self._said["calibration"] = calibration
+            if calibration.startswith(("calibrating", "last:")):
+                print(f"{self.prefix}: calibration: {calibration}", flush=True)
 
     @property
     def measured(self) -> str:
@@ -171,20 +179,32 @@ def run_cli(args: argparse.Namespace) -> int:
     holder["engine"] = engine
     holder["validation"] = validation = LineValidation(engine)
     engine.on_measured = validation.on_measured
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        done.set()
+
+    # SIGINT handled like SIGTERM: a script that starts `rtbold run ... &` leaves SIGINT ignored
+    # in it (no job control), so Python would never raise KeyboardInterrupt and `kill -INT`
+    # would not stop the session.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         engine.start()
         print(f"rtbold run: {engine.status().bundle} on {engine.status().device}; EEG "
               f"{engine.inlet.name!r} at {engine.inlet.sfreq:g} Hz; TR {engine.tr:g} s "
               f"({engine.clock.mode} clock); session {engine.session_dir}", flush=True)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not done.wait(0.2):  # Ctrl-C raises KeyboardInterrupt here
+        while not done.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    except KeyboardInterrupt:
+        if signal.SIGINT in received:
+            print("\nrtbold run: stopping (Ctrl-C)", flush=True)
+    except KeyboardInterrupt:  # Ctrl-C before the handler was installed
         print("\nrtbold run: stopping (Ctrl-C)", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if engine.worker is not None:  # started (start() cleans up after itself on failure)
             engine.stop()
     st = engine.status()

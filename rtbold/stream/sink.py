@@ -211,13 +211,15 @@ def open_sink(config, runner, inlet, tr: float) -> FrameSink:
 
 def open_recorder(config, runner, inlet, tr: float, session_dir: Path):
     """The session recorder for ``session_dir`` (the raw EEG as the inlet receives it, in µV)."""
+    from .config import resolve_bundle
     from .recorder import SessionRecorder
 
     atlas = runner.atlas or f"DiFuMo{len(runner.roi_names)}"
     info = inlet.full_info
     return SessionRecorder(
         session_dir, roi_names=runner.roi_names, tr=tr, atlas=atlas,
-        bundle={"path": str(config.bundle) if config.bundle else None, "name": runner.name,
+        bundle={"path": str(resolve_bundle(config.bundle).resolve()) if config.bundle else None,
+                "name": runner.name,
                 "ch_names": runner.ch_names, "device": str(runner.device)},
         eeg_ch_names=inlet.ch_names, eeg_ch_types=inlet.ch_types, eeg_sfreq=inlet.sfreq,
         eeg_unit="uV",

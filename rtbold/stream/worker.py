@@ -97,6 +97,33 @@ class ModelRunner:
             with self._lock:
                 self._session.reset()
 
+    def swap_bundle(self, path: str | Path) -> None:
+        """Replace the model by another bundle for the same channels, regions and preprocessing
+        (a participant's calibrated bundle), between two TRs.
+
+        The new model is loaded and warmed up first; only the swap itself holds the lock, so no
+        TR waits on the loading. The session statistics of a session-normalised model go on
+        (the calibrated bundle keeps its start's band-power features and prior).
+
+        Raises
+        ------
+        ValueError
+            The bundle predicts other regions, takes other channels, or was trained with another
+            high-pass.
+        """
+        new = ModelRunner.from_bundle(path, device=str(self.device))
+        for key in ("ch_names", "roi_names", "highpass_hz"):
+            if getattr(new, key) != getattr(self, key):
+                raise ValueError(f"Bundle {path}: its {key} differ from the running model's; "
+                                 "only a bundle calibrated from it can be swapped in live.")
+        if (new._session is None) != (self._session is None):
+            raise ValueError(f"Bundle {path}: session normalisation differs from the running "
+                             "model's; it cannot take over the session statistics.")
+        new.warmup(1)
+        with self._lock:
+            self.model, self._session_features = new.model, new._session_features
+            self.name = new.name
+
     def predict(self, window: np.ndarray, *, update_session: bool = True) -> np.ndarray:
         """(C, n) float32 window -> (P,) float32 prediction.
 
