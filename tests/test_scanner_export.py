@@ -408,3 +408,66 @@ def test_maps_that_miss_the_volumes_flag_them_without_stopping(tmp_path, atlas3,
     assert export.counts["published"] == 0 and export.counts["corrupt"] == 2
     assert all("No region of" in e.text and "lies inside the first volume" in e.text
                for e in export.events if e.kind == "corrupt")
+
+
+def _nibabel_dicom(name: str, dst: Path) -> Path:
+    """A DICOM file from nibabel's own test data (real scanner headers, pixel data blanked)."""
+    import gzip
+    import os
+    import shutil
+
+    src = Path(os.path.dirname(nib.__file__)) / "nicom" / "tests" / "data" / name
+    if name.endswith(".gz"):
+        with gzip.open(src) as a, dst.open("wb") as b:
+            shutil.copyfileobj(a, b)
+    else:
+        shutil.copy(src, dst)
+    return dst
+
+
+def test_a_siemens_mosaic_dicom_is_read_as_its_volume_in_ras(tmp_path):
+    """Siemens' real-time export writes one mosaic DICOM per EPI volume: a real Siemens header
+    (nibabel's test file) with a mosaic whose tile k is filled with 10 + k comes back as a
+    128 x 128 x 48 volume whose slice k is 10 + k, with the scanner's affine in RAS+."""
+    import warnings
+
+    import pydicom
+
+    from rtbold.scanner.volumes import read_volume
+
+    with warnings.catch_warnings():  # nibabel calls its DICOM readers experimental
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import dicomwrappers
+
+    path = _nibabel_dicom("siemens_dwi_0.dcm.gz", tmp_path / "001_000007_000003.dcm")
+    ds = pydicom.dcmread(path)
+    n_slices, size = 48, 128
+    tiles = int(np.ceil(np.sqrt(n_slices)))
+    assert (ds.Rows, ds.Columns) == (tiles * size, tiles * size)
+    mosaic = np.zeros((ds.Rows, ds.Columns), np.uint16)
+    for k in range(n_slices):
+        r, c = divmod(k, tiles)
+        mosaic[r * size:(r + 1) * size, c * size:(c + 1) * size] = 10 + k
+    ds.PixelData = mosaic.tobytes()
+    ds.save_as(path)
+    img = read_volume(path)
+    assert img.shape == (size, size, n_slices)
+    data = img.get_fdata()
+    for k in range(n_slices):
+        assert np.all(data[..., k] == data[0, 0, k])
+    assert np.array_equal(np.argsort(data[0, 0, :]), np.arange(n_slices))  # slice order kept
+    wrapper = dicomwrappers.wrapper_from_file(str(path))
+    np.testing.assert_allclose(img.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ wrapper.affine)
+    assert volume_number(path) == 3
+
+
+def test_a_dicom_slice_or_a_broken_dicom_is_refused_naming_the_file(tmp_path):
+    from rtbold.scanner.volumes import VolumeError, read_volume
+
+    single = _nibabel_dicom("decimal_rescale.dcm", tmp_path / "001_000001_000001.dcm")
+    with pytest.raises(VolumeError, match="001_000001_000001.dcm.*one slice per file"):
+        read_volume(single)
+    broken = tmp_path / "001_000001_000002.dcm"
+    broken.write_bytes(b"DICM" + b"\x00" * 200)
+    with pytest.raises(VolumeError, match="001_000001_000002.dcm: not a readable DICOM"):
+        read_volume(broken)

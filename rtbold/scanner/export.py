@@ -30,8 +30,9 @@ is taken back):
     no file came within ``missing_s`` of its marker. A file that comes later is still
     published (and flagged ``late``).
 ``corrupt``
-    the file could not be read as a 3-D NIfTI volume within ``corrupt_after_s`` of its first
-    sighting (truncated, not NIfTI, DICOM, other geometry than the first volume); not published.
+    the file could not be read as a 3-D volume (NIfTI, or a DICOM mosaic/multi-frame file)
+    within ``corrupt_after_s`` of its first sighting (truncated, unreadable, a single DICOM slice,
+    other geometry than the first volume); not published.
 ``duplicate``
     a second file with a number already read; not published.
 ``unpaired``
@@ -50,7 +51,8 @@ least-squares solution for that grid is precomputed (its ``transform`` takes sec
 the precomputed one milliseconds). Then, by default, the causal normalisation of
 :class:`rtbold.scanner.normalise.OnlineTargetNormaliser` (running linear detrend, running mean and
 95th percentile of |x|), the online counterpart of the offline target normalisation; the engine
-itself does not normalise a measured stream. DICOM volumes are not read (NIfTI only).
+itself does not normalise a measured stream. Volume files are NIfTI or DICOM (one whole volume
+per file: a Siemens mosaic or a multi-frame file; :func:`rtbold.scanner.volumes.read_volume`).
 """
 
 from __future__ import annotations
@@ -375,7 +377,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "scanner-export",
         help="publish region values of the scanner's real-time export folder as an LSL stream",
-        description="Watch the scanner's real-time export folder (3-D NIfTI volumes), pair the "
+        description="Watch the scanner's real-time export folder (NIfTI or DICOM volumes), pair the "
                     "k-th volume with the k-th volume marker, and publish its region values "
                     "(nilearn maps masker on the atlas maps given by path) as an LSL stream "
                     "stamped with the marker's time, for `rtbold run`'s [live.measured] name. "

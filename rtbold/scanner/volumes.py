@@ -6,9 +6,12 @@ for ``settle_s`` (a scanner writes a volume in pieces). Volume numbers come from
 the last group of digits of the name without its extension (``001_000007_000012.nii`` -> 12,
 ``vol0012.nii.gz`` -> 12), the scheme of Siemens' real-time export and of OpenNFT.
 
-Formats: 3-D NIfTI (``.nii``, ``.nii.gz``; a 4-D file with one volume is taken as 3-D). DICOM
-is not read: the pinned environment has no pydicom, which nibabel's DICOM support needs.
-A DICOM file in the folder (``.dcm``, ``.ima``) is reported as unsupported, naming it.
+Formats: 3-D NIfTI (``.nii``, ``.nii.gz``; a 4-D file with one volume is taken as 3-D) and
+DICOM (``.dcm``, ``.ima``) with one whole volume per file: a Siemens mosaic (what Siemens'
+real-time export writes for EPI) or an enhanced multi-frame file, read with nibabel's DICOM
+support (:mod:`nibabel.nicom.dicomwrappers`, on pydicom), which also gives the volume's affine
+(scanner space, RAS+). A single-slice DICOM file (classic storage: one file per slice) is refused,
+naming the file: those slices must be stacked by a converter (e.g. dcm2niix) first.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +73,8 @@ def read_volume(path: str | Path):
     import nibabel as nib
 
     path = Path(path)
-    low = path.name.lower()
-    if low.endswith(DICOM_SUFFIXES):
-        raise VolumeError(f"{path}: DICOM volumes are not read (pydicom is not installed in the "
-                          "pinned environment); set the scanner's real-time export to NIfTI or "
-                          "convert on the fly (e.g. dcm2niix) into the watched folder.")
+    if path.name.lower().endswith(DICOM_SUFFIXES):
+        return _read_dicom(path)
     try:
         img = nib.load(path)
         data = img.get_fdata(dtype="float32")
@@ -84,6 +86,37 @@ def read_volume(path: str | Path):
     if data.ndim != 3:
         raise VolumeError(f"{path}: a volume must be 3-D, this file has shape {data.shape}.")
     return nib.Nifti1Image(data, img.affine)
+
+
+def _read_dicom(path: Path):
+    """One DICOM volume (Siemens mosaic or multi-frame) as a NIfTI image in scanner RAS+."""
+    import warnings
+
+    import nibabel as nib
+
+    try:
+        from nibabel.nicom import dicomwrappers
+    except ImportError as err:  # pydicom missing
+        raise VolumeError(f"{path}: reading DICOM needs pydicom ({err}); install it "
+                          "(`pip install pydicom`) or export NIfTI.") from err
+    try:
+        with warnings.catch_warnings():  # nibabel calls its DICOM readers experimental
+            warnings.simplefilter("ignore", UserWarning)
+            wrapper = dicomwrappers.wrapper_from_file(str(path))
+            data = np.asarray(wrapper.get_data(), dtype=np.float32)
+            affine = wrapper.affine
+    except Exception as err:  # noqa: BLE001 - any reader error means this file is unusable
+        raise VolumeError(f"{path}: not a readable DICOM volume ({type(err).__name__}: {err})"
+                          ) from err
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3 or data.shape[2] == 1:
+        raise VolumeError(f"{path}: a DICOM file of shape {data.shape}, not a whole volume "
+                          "(one slice per file?); export mosaics or multi-frame files, or stack "
+                          "the slices into NIfTI first (e.g. dcm2niix).")
+    # nibabel's DICOM affine maps voxels to DICOM's LPS patient space; NIfTI is RAS+
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return nib.Nifti1Image(data, lps_to_ras @ affine)
 
 
 class ExportFolder:
@@ -132,7 +165,8 @@ class ExportFolder:
             if not low.endswith((*NIFTI_SUFFIXES, *DICOM_SUFFIXES)):
                 if name not in self.skipped:
                     self.skipped.append(name)
-                    logger.info("Export folder: %s is not a volume file (.nii, .nii.gz); skipped",
+                    logger.info("Export folder: %s is not a volume file (.nii, .nii.gz, .dcm, "
+                                ".ima); skipped",
                                 p)
                 continue
             try:
