@@ -115,3 +115,69 @@ def test_status_panel_button_follows_the_engine(qtbot):
     view.set_status(SimpleNamespace(connected=True, calibration=""))
     assert not view.calibrate_button.isEnabled()
     assert "not available" in view.fields["calibration"].text()
+
+
+def test_the_whole_loop_from_a_watched_folder_to_a_calibration_verdict(tmp_path):
+    """The closed loop: EEG with volume markers on LSL, the scanner's volumes (NIfTI, a
+    synthetic 64-map atlas with the DiFuMo-64 names) in a watched folder, `rtbold
+    scanner-export` pairing them with the markers, the engine recording predictions and
+    measured BOLD, and a calibration of an UnEBOLT-BP bundle (the default closed-form read-out)
+    in a separate process that ends with a verdict carrying both held-out numbers."""
+    import nibabel as nib
+
+    from rtbold.player.synthetic import unique_id
+    from rtbold.scanner.export import ScannerExport
+
+    from test_scanner_export import AFFINE, _atlas, _volume, _write
+
+    torch.manual_seed(0)
+    model = create_model("unebolt_bp", size="tiny", n_rois=64, ch_names=montage_channels())
+    names = list(load_atlas(64).roi_names)
+    bundle = tmp_path / "group_bp.safetensors"
+    save_bundle(bundle, model, {"roi_names": names, "tr": TR, "atlas": "DiFuMo64",
+                                "eeg_highpass_hz": 0.5})
+    rng = np.random.default_rng(0)
+    maps = _atlas(64, seed=3, shape=(16, 16, 12))
+    nib.save(nib.Nifti1Image(maps, AFFINE), tmp_path / "maps64.nii.gz")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    src = SyntheticSource(montage_channels(), SFREQ, 130.0, tr=TR, speed=4.0)
+    export = ScannerExport(folder, tmp_path / "maps64.nii.gz", roi_names=names,
+                           atlas="DiFuMo64", tr=TR, markers=f"{src.name}-markers",
+                           marker="R149", name=unique_id("scanner-bold"), settle_s=0.05,
+                           poll_s=0.02, resolve_timeout_s=5.0, missing_s=300.0,
+                           reference=_write(tmp_path, 0, _volume(maps, np.zeros(64), rng)))
+    export.start()
+    slow = np.cumsum(rng.normal(0, 1, (len(src.onsets), 64)), axis=0)  # BOLD-like drifts
+    for k in range(len(src.onsets)):  # reconstructed before their triggers: they wait
+        _write(folder, k + 1, _volume(maps, slow[k], rng))
+    cfg = live_config(src, tmp_path)
+    cfg.bundle = bundle
+    cfg.measured.name = export.name
+    cfg.measured.resolve_timeout_s = 5.0
+    cal = cfg.calibration
+    cal.after_min, cal.holdout_min, cal.gap_s, cal.batch_size = 1.5, 0.5, 2.0, 16
+    engine = LiveEngine(cfg)
+    engine.start()
+    try:
+        src.start()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if any(e[0] == "calibration" and "held-out" in e[2] for e in engine.events):
+                break
+    finally:
+        engine.stop()
+        src.stop()
+        export.stop()
+    assert export.counts["published"] >= 100 and export.counts["corrupt"] == 0
+    _, events = read_tsv(engine.session_dir / "events.tsv")
+    verdict = [e for e in events if e[2] == "calibration" and "held-out Tcorr" in e[3]]
+    assert len(verdict) == 1, [e for e in events if e[2] == "calibration"]
+    assert ("accepted" in verdict[0][3]) != ("kept the current model" in verdict[0][3])
+    report = next((engine.session_dir / "calibration").glob("*/calibration.json"))
+    import json
+
+    res = json.loads(report.read_text())
+    assert res["settings"]["params"] == "readout" and res["n_holdout"] >= 20
+    assert f"{res['before']['tcorr']:.3f} -> {res['after']['tcorr']:.3f}" in verdict[0][3]
