@@ -89,11 +89,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         bottom.addWidget(_titled("Region traces", self.traces))
-        bottom.addWidget(_titled("Predicted vs measured", self.validation))
         bottom.addWidget(_titled("Sliding-window FC", self.fc))
-        for k in range(3):
-            bottom.setStretchFactor(k, 1)
-        bottom.setSizes([520, 340, 520])
+        bottom.setStretchFactor(0, 1)
+        bottom.setStretchFactor(1, 1)
+        bottom.setSizes([520, 520])
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(_titled("Glass brain", self.glass))
         split.addWidget(bottom)
@@ -110,7 +109,11 @@ class MainWindow(QtWidgets.QMainWindow):
         for key, title, widget, where in (
                 ("connect", "Connect", self.connect_panel, area.LeftDockWidgetArea),
                 ("status", "Status", self.status_view, area.LeftDockWidgetArea),
-                ("feedback", "Feedback", self.feedback, area.RightDockWidgetArea)):
+                ("feedback", "Feedback", self.feedback, area.RightDockWidgetArea),
+                # a dock under the feedback, not a third column beside the traces and FC: the
+                # window must fit a 1920-px screen
+                ("validation", "Predicted vs measured", self.validation,
+                 area.RightDockWidgetArea)):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             dock.setWidget(widget)

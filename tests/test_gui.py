@@ -52,7 +52,9 @@ def _feed_from_thread(win, frames):
 def test_window_opens(window):
     assert window.isVisible()
     assert "rtbold" in window.windowTitle()
-    assert set(window.docks) == {"connect", "status", "feedback"}
+    assert set(window.docks) == {"connect", "status", "feedback", "validation"}
+    # every panel fits a full-HD lab screen (a third column once pushed it past 2,000 px)
+    assert window.minimumSizeHint().width() <= 1920
     assert window.regions.n == 64 and window.regions.atlas_name == "DiFuMo64"
     assert not window.banner.isVisible()
 
