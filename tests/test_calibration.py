@@ -220,3 +220,29 @@ def test_rtbold_calibrate_command(subject_session, group, tmp_path, capsys):
     # without --bundle the session's own bundle is used; this one recorded none
     rc = main(["calibrate", str(subject_session), "--no-progress"])
     assert rc == 2 and "pass --bundle" in capsys.readouterr().err
+
+
+def test_a_measured_stream_of_a_few_regions_calibrates_those(group, tmp_path):
+    """A real-time fMRI pipeline may send only the target's regions: the frames are paired on
+    those, the other regions are neither trained nor scored, and the read-out changes only
+    for the measured regions."""
+    base, _ = load_bundle(group)
+    teacher = copy.deepcopy(base)
+    with torch.no_grad():
+        w = teacher.bandpower.linear.weight
+        w.add_(0.05 * torch.randn(w.shape, generator=torch.Generator().manual_seed(5)))
+    truth, valid = _model_outputs(tmp_path / "probe", teacher)
+    few = [3, 17, 40, 41, 60]
+    measured = np.full(truth.shape, np.nan)
+    measured[:, few] = np.where(valid[:, None], truth[:, few], 0.0)
+    _write_session(tmp_path / "s", lambda t: measured)
+    frames = read_session_frames(tmp_path / "s")
+    assert frames.region_mask.sum() == len(few) and frames.paired.all()
+    res = calibrate_session(tmp_path / "s", group, CalibrationConfig(**QUICK),
+                            out=tmp_path / "cal", progress=False, figure=False)
+    r_after = np.array(res.region_r_after, dtype=float)
+    assert np.isfinite(r_after[few]).all() and np.isnan(np.delete(r_after, few)).all()
+    assert res.after["tcorr"] > res.before["tcorr"] and res.accepted
+    changed = (load_bundle(res.bundle)[0].bandpower.linear.weight - base.bandpower.linear.weight
+               ).abs().sum(dim=1) > 0
+    assert changed.nonzero().flatten().tolist() == few

@@ -141,11 +141,14 @@ def _region_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def _summary(pred: np.ndarray, true: np.ndarray) -> dict:
-    """Held-out metrics (:func:`rtbold.metrics.scan_metrics`): Tcorr, residual Tcorr (global
-    signal removed), Pixcorr (FC matrices) and the prediction's global share."""
+    """Held-out metrics (:func:`rtbold.metrics.scan_metrics`) over the measured regions (the
+    columns of ``true`` without NaN): Tcorr, residual Tcorr (global signal removed), Pixcorr
+    (FC matrices) and the prediction's global share; the last three are NaN for fewer than 3
+    regions."""
     from ..metrics import scan_metrics
 
-    v = scan_metrics(pred, true).values
+    cols = np.isfinite(true).all(axis=0)
+    v = scan_metrics(pred[:, cols], true[:, cols]).values
     return {k: float(v[k]) for k in ("tcorr", "res_tcorr", "pixcorr", "global_share")}
 
 
@@ -203,7 +206,8 @@ def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, prog
         for batch in loader:
             x, kwargs = model_inputs(batch, device)
             y = batch[-1].to(device)
-            loss = torch.nn.functional.mse_loss(model(x, **kwargs), y)
+            known = torch.isfinite(y)  # regions the measured stream lacks are NaN
+            loss = ((model(x, **kwargs) - y)[known] ** 2).mean()
             if cfg.anchor > 0:
                 drift = sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters()
                             if n in chosen)
@@ -270,8 +274,9 @@ def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: 
     finally:
         hook.remove()
     X = np.concatenate(captured).astype(np.float64).reshape(len(pos), -1)
+    cols = np.flatnonzero(np.isfinite(scan.targets[pos]).all(axis=0))  # measured regions
     y = scan.targets[pos].astype(np.float64)
-    resid = y - pred
+    resid = (y - pred)[:, cols]
     n = len(pos)
 
     def ridge(rows, lam):
@@ -285,7 +290,7 @@ def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: 
         cv = pred.copy()
         for blk in blocks:
             train = np.setdiff1d(np.arange(n), np.arange(blk[0] - gap, blk[-1] + gap + 1))
-            cv[blk] += X[blk] @ ridge(train, alpha * len(train))
+            cv[np.ix_(blk, cols)] += X[blk] @ ridge(train, alpha * len(train))
         score = _score(cv, y)
         history.append({"alpha": alpha, "cv_score": score})
         if score > best_score:
@@ -293,8 +298,8 @@ def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: 
     if best_alpha is not None:
         W = ridge(np.arange(n), best_alpha * n)
         with torch.no_grad():
-            layer.weight.add_(torch.as_tensor(W.T, dtype=layer.weight.dtype,
-                                              device=layer.weight.device))
+            layer.weight[torch.as_tensor(cols)] += torch.as_tensor(
+                W.T, dtype=layer.weight.dtype, device=layer.weight.device)
     return model, {"alpha": best_alpha}, history
 
 
@@ -302,6 +307,8 @@ def _score(pred: np.ndarray, true: np.ndarray) -> float:
     """Selection score: mean of Tcorr and residual Tcorr (global signal removed), so fitting
     the global signal alone does not win it."""
     m = _summary(pred, true)
+    if not np.isfinite(m["res_tcorr"]):  # fewer than 3 measured regions: Tcorr alone
+        return m["tcorr"]
     return 0.5 * (m["tcorr"] + m["res_tcorr"])
 
 
@@ -367,9 +374,10 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
             "holdout_min / gap_s / batch_size.")
     scans = [scan]
     targets = np.full(scan.targets.shape, np.nan, np.float32)
-    calib_pos = np.concatenate([fit, sel])
-    targets[calib_pos] = normalise_part(scan.targets[calib_pos], frames.tr)
-    targets[hold] = normalise_part(scan.targets[hold], frames.tr)
+    cols = np.flatnonzero(frames.region_mask)  # the others stay NaN: never trained or scored
+    for part in (np.concatenate([fit, sel]), hold):
+        targets[np.ix_(part, cols)] = normalise_part(scan.targets[np.ix_(part, cols)],
+                                                     frames.tr)
     scan.targets = targets
     feats = session_features(base)
     table = None

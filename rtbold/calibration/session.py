@@ -55,8 +55,8 @@ class SessionFrames:
     predicted : array (K, P)
         What the live model predicted.
     measured : array (K, P)
-        The measured BOLD paired with the frame, as recorded (NaN where none or a region was
-        missing).
+        The measured BOLD paired with the frame, as recorded (NaN where none, and in the
+        regions the measured stream lacks).
     roi_names : list of str
     tr : float
     meta : dict
@@ -76,9 +76,16 @@ class SessionFrames:
         return len(self.index)
 
     @property
+    def region_mask(self) -> np.ndarray:
+        """(P,) bool: regions the measured stream has (a stream of a few regions, e.g. the
+        feedback target's, leaves the others NaN in every frame)."""
+        return np.isfinite(self.measured).any(axis=0)
+
+    @property
     def paired(self) -> np.ndarray:
-        """(K,) bool: the frame has a complete measured vector."""
-        return np.isfinite(self.measured).all(axis=1)
+        """(K,) bool: the frame has a value for every region the measured stream has."""
+        cols = self.region_mask
+        return np.isfinite(self.measured[:, cols]).all(axis=1) & bool(cols.any())
 
     @property
     def paired_minutes(self) -> float:
