@@ -181,3 +181,14 @@ def test_the_whole_loop_from_a_watched_folder_to_a_calibration_verdict(tmp_path)
     res = json.loads(report.read_text())
     assert res["settings"]["params"] == "readout" and res["n_holdout"] >= 20
     assert f"{res['before']['tcorr']:.3f} -> {res['after']['tcorr']:.3f}" in verdict[0][3]
+
+
+def test_calibration_settings_made_in_code_are_checked_at_start(bundle, tmp_path):
+    from rtbold.config import ConfigError
+
+    cfg = live_config(SyntheticSource(montage_channels(), SFREQ, 5.0, tr=TR), tmp_path)
+    cfg.bundle = bundle
+    cfg.calibration.holdout_min = 0.1
+    with pytest.raises(ConfigError, match="live.calibration.holdout_min: 0.1 is out of range"):
+        LiveEngine(cfg).start()
+    assert not (tmp_path / "session" / "session.json").exists()  # nothing opened

@@ -139,6 +139,11 @@ class LiveEngine:
         sc = cfg.stream
         # What needs neither a model nor a stream first.
         check_session_dir(cfg.session_dir)
+        # settings made in code are range-checked here, not first in the calibration process
+        from ..calibration.config import load_calibration_config
+        from ..config import to_dict
+
+        load_calibration_config(to_dict(cfg.calibration), "live.calibration")
         if self.runner is None:
             if cfg.bundle is None:
                 raise ConfigError("live.bundle: no model bundle given; set bundle in [live] or "
