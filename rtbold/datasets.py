@@ -264,9 +264,7 @@ def prepare_scan(spec: ScanSpec, ch_names: list[str], *, marker: str | None = DE
         targets, stats = preprocess_targets(series.data, series.tr)
     except ValueError as err:
         raise ValueError(f"{spec.bold_path}: {err}") from None
-    valid = np.array([window_end_index(times, t) >= WINDOW_SAMPLES for t in onsets])
-    # A window must also end on a sample near the volume (not past the last EEG sample).
-    valid &= onsets <= times[-1] + 0.5 / SFREQ
+    valid = full_windows(times, onsets)
     n_dropped = int((~valid).sum())
     if n_dropped:
         logger.info("%s: %d of %d volumes have no full %g s EEG window before them; not used.",
@@ -324,6 +322,14 @@ def preprocess_recording(rec: EEGRecording, ch_names: list[str], *, policy: str 
     data, times = pre.run(rec.data, first_time=rec.first_time,
                           ecg=None if ecg is None else rec.data[ecg])
     return data, times, mapping, corrector
+
+
+def full_windows(times: np.ndarray, onsets: np.ndarray) -> np.ndarray:
+    """(K,) bool: the volume at each onset has a full 16-s window of EEG (``times``: the
+    200-Hz axis) ending on a sample near it (not past the last EEG sample)."""
+    onsets = np.asarray(onsets, dtype=np.float64)
+    valid = np.array([window_end_index(times, t) >= WINDOW_SAMPLES for t in onsets], dtype=bool)
+    return valid & (onsets <= times[-1] + 0.5 / SFREQ)
 
 
 def window_flags(marks: list[tuple[str, float, float]], onsets: np.ndarray,

@@ -134,12 +134,6 @@ def _split(t: np.ndarray, usable: np.ndarray, cfg: CalibrationConfig, tr: float
     return fit, sel, hold
 
 
-def _region_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    from ..metrics import tcorr
-
-    return np.asarray(tcorr(pred, true), dtype=np.float64)
-
-
 def _summary(pred: np.ndarray, true: np.ndarray) -> dict:
     """Held-out metrics (:func:`rtbold.metrics.scan_metrics`) over the measured regions (the
     columns of ``true`` without NaN): Tcorr, residual Tcorr (global signal removed), Pixcorr
@@ -152,21 +146,14 @@ def _summary(pred: np.ndarray, true: np.ndarray) -> dict:
     return {k: float(v[k]) for k in ("tcorr", "res_tcorr", "pixcorr", "global_share")}
 
 
-def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, progress: bool):
+def _finetune(base, predict, scans, fit, sel, table, cfg: CalibrationConfig, device,
+              progress: bool):
     """Gradient fine-tuning of the ``cfg.params`` set (Adam, MSE, L2-SP towards the start); the
-    epoch with the best selection score is kept, epoch 0 (the start) included."""
+    epoch with the best selection score is kept, epoch 0 (the start) included. ``predict(model,
+    positions)`` gives a model's outputs for frame positions."""
     import torch
 
-    from ..training.predict import predict_items
-
     scan = scans[0]
-
-    def items(pos):
-        return [(0, int(k)) for k in pos]
-
-    def predict(model, pos):
-        return predict_items(model, scans, items(pos), device=device, session=table)
-
     model = copy.deepcopy(base).to(device)
     chosen = set(trainable_names(model, cfg.params))
     start = {}
@@ -184,8 +171,9 @@ def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, prog
     from ..training.predict import model_inputs
     from ..training.ridge import SessionWindowDataset
 
-    ds = (WindowDataset(scans, items(fit)) if table is None
-          else SessionWindowDataset(scans, items(fit), table))
+    items = [(0, int(k)) for k in fit]
+    ds = (WindowDataset(scans, items) if table is None
+          else SessionWindowDataset(scans, items, table))
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         generator=gen, num_workers=0)
@@ -229,7 +217,6 @@ def _finetune(base, scans, fit, sel, table, cfg: CalibrationConfig, device, prog
     return model, {"epoch": best_epoch}, history
 
 
-
 def _readout_layer(model):
     """The linear read-out on band-power features that a closed-form calibration updates:
     UnEBOLT-BP's ``bandpower.linear`` or a ridge bundle's ``readout`` (None: the model has none)."""
@@ -244,7 +231,7 @@ def _readout_layer(model):
 READOUT_ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
 
-def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: int = 5):
+def _calibrate_readout(base, predict, targets, fit, sel, device, gap: int, n_folds: int = 5):
     """Closed-form read-out calibration: a ridge of the group model's residual on the inputs of
     its linear read-out, shrunk towards the group read-out (W = 0), added to the read-out.
 
@@ -256,26 +243,22 @@ def _calibrate_readout(base, scans, fit, sel, table, device, gap: int, n_folds: 
     """
     import torch
 
-    from ..training.predict import predict_items
-
     model = copy.deepcopy(base).to(device).eval()
     layer = _readout_layer(model)
     if layer is None:
         raise ValueError(f"{type(base).__name__} has no linear band-power read-out; calibrate "
                          "it with params = 'heads', 'last' or 'all'.")
-    scan = scans[0]
     pos = np.sort(np.concatenate([fit, sel]))
     captured: list = []
     hook = layer.register_forward_hook(lambda mod, inp, out: captured.append(
         inp[0].detach().float().cpu().numpy()))
     try:
-        pred = predict_items(model, scans, [(0, int(k)) for k in pos], device=device,
-                             session=table).astype(np.float64)
+        pred = predict(model, pos).astype(np.float64)
     finally:
         hook.remove()
     X = np.concatenate(captured).astype(np.float64).reshape(len(pos), -1)
-    cols = np.flatnonzero(np.isfinite(scan.targets[pos]).all(axis=0))  # measured regions
-    y = scan.targets[pos].astype(np.float64)
+    y = targets[pos].astype(np.float64)
+    cols = np.flatnonzero(np.isfinite(y).all(axis=0))  # measured regions
     resid = (y - pred)[:, cols]
     n = len(pos)
 
@@ -344,6 +327,7 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
 
     from rtbold.models import load_bundle, save_bundle, select_device, session_features
 
+    from ..metrics import tcorr
     from ..training.data import networks_for
     from ..training.predict import predict_items
     from ..training.ridge import session_table
@@ -384,18 +368,17 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
     if feats is not None:  # causal statistics over every frame, as live
         table = session_table(scans, [(0, int(k)) for k in scan.valid_indices], feats)
 
-    def items(pos):
-        return [(0, int(k)) for k in pos]
-
     def predict(model, pos):
-        return predict_items(model, scans, items(pos), device=device, session=table)
+        return predict_items(model, scans, [(0, int(k)) for k in pos], device=device,
+                             session=table)
 
     if cfg.params == "readout":
         model, selected, history = _calibrate_readout(
-            base, scans, fit, sel, table, device, gap=int(math.ceil(cfg.gap_s / frames.tr)))
+            base, predict, scan.targets, fit, sel, device,
+            gap=int(math.ceil(cfg.gap_s / frames.tr)))
     else:
-        model, selected, history = _finetune(base, scans, fit, sel, table, cfg, device,
-                                             progress)
+        model, selected, history = _finetune(base, predict, scans, fit, sel, table, cfg,
+                                             device, progress)
     model.eval()
 
     y_hold = scan.targets[hold]
@@ -429,8 +412,8 @@ def calibrate_session(session_dir: str | Path, bundle: str | Path,
     networks = networks_for(frames.roi_names, len(frames.roi_names))
     result = CalibrationResult(
         accepted=bool(accepted), before=before, after=after,
-        region_r_before=_region_r(p_before, y_hold).tolist(),
-        region_r_after=_region_r(p_after, y_hold).tolist(), roi_names=list(frames.roi_names),
+        region_r_before=tcorr(p_before, y_hold).tolist(),
+        region_r_after=tcorr(p_after, y_hold).tolist(), roi_names=list(frames.roi_names),
         networks=networks, bundle=str(subject), base_bundle=str(bundle), folder=str(out),
         # the read-out ridge is refitted on every calibration frame; fine-tuning fits on ``fit``
         n_calibration=len(fit) + (len(sel) if cfg.params == "readout" else 0),

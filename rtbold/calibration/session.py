@@ -26,8 +26,8 @@ import numpy as np
 
 from ..config import from_dict
 from ..io.eeg import Annotation, EEGRecording
-from ..preprocessing import WINDOW_SAMPLES, preprocess_targets, window_end_index
-from ..stream.recorder import read_measured, read_predictions, read_raw_eeg, read_tsv
+from ..preprocessing import preprocess_targets
+from ..stream.recorder import read_markers, read_measured, read_predictions, read_raw_eeg
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,7 @@ def session_recording(folder: str | Path) -> EEGRecording:
         raise ValueError(f"{folder / 'eeg.bin'} holds {times.size} EEG sample(s); the session "
                          "recorded no EEG (live.output.record) or was cut at once.")
     sfreq = header.get("sfreq") or (times.size - 1) / (times[-1] - times[0])
-    annotations = []
-    if (folder / "events.tsv").is_file():
-        ev_header, rows = read_tsv(folder / "events.tsv")
-        col = {c: i for i, c in enumerate(ev_header)}
-        for r in rows:
-            if r[col["kind"]] == "marker" and r[col["onset"]] != "n/a":
-                annotations.append(Annotation(float(r[col["onset"]]) - times[0], 0.0,
-                                              r[col["description"]]))
+    annotations = [Annotation(t - times[0], 0.0, desc) for t, desc in read_markers(folder)]
     rec = EEGRecording(data.astype(np.float64), float(sfreq), list(header["ch_names"]),
                        list(header["ch_types"]), annotations, source=folder / "eeg.bin",
                        first_time=float(times[0]))
@@ -176,7 +169,7 @@ def session_scan(folder: str | Path, ch_names: list[str], *, highpass: float | N
     parts with :func:`normalise_part`): use the frames where ``valid`` and
     :attr:`SessionFrames.paired`.
     """
-    from ..datasets import PreparedScan, ScanSpec, preprocess_recording
+    from ..datasets import PreparedScan, ScanSpec, full_windows, preprocess_recording
     from ..preprocessing import TargetStats
 
     folder = Path(folder)
@@ -189,8 +182,7 @@ def session_scan(folder: str | Path, ch_names: list[str], *, highpass: float | N
         rec, list(ch_names), policy=policy, highpass=highpass,
         artifacts=_artifact_config(frames.meta), tr=frames.tr, marker=marker, what=str(folder))
     onsets = frames.t
-    valid = np.array([window_end_index(times, t) >= WINDOW_SAMPLES for t in onsets], dtype=bool)
-    valid &= onsets <= times[-1] + 0.5 / 200.0
+    valid = full_windows(times, onsets)
     valid &= np.array([not set(f) & set(EXCLUDED_FLAGS) for f in frames.flags], dtype=bool)
     spec = ScanSpec(subject=str(folder.name), scan="session", eeg_path=folder / "eeg.bin",
                     bold_path=folder / "measured.tsv", layout="session")

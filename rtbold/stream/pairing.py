@@ -124,11 +124,10 @@ class MeasuredPairing:
         are reported as ``"unpaired"``."""
         dropped = []
         with self._lock:
-            hi = bisect.bisect_right(self._stamps, t + _TOL * self.tr)
+            hi, latest = self._latest_in_tr(t)
             found = None
-            if hi and self._stamps[hi - 1] > t - (1 - _TOL) * self.tr and \
-                    self._items[hi - 1][2] is None:
-                found = self._items[hi - 1]
+            if latest is not None and self._items[latest][2] is None:
+                found = self._items[latest]
                 found[2] = index
                 self.counts["on_time"] += 1
             for item in self._items[:hi]:  # waiting for a frame at or before this one: never
@@ -157,12 +156,17 @@ class MeasuredPairing:
         """The latest vector stamped in the TR up to ``t`` (the pairing rule), or None; a
         look-up only (nothing is paired)."""
         with self._lock:
-            hi = bisect.bisect_right(self._stamps, t + _TOL * self.tr)
-            if hi and self._stamps[hi - 1] > t - (1 - _TOL) * self.tr:
-                return self._items[hi - 1][1]
-        return None
+            latest = self._latest_in_tr(t)[1]
+            return None if latest is None else self._items[latest][1]
 
     # -- helpers ------------------------------------------------------------------------------
+    def _latest_in_tr(self, t: float) -> tuple[int, int | None]:
+        """``(hi, i)``: ``hi`` vectors are stamped up to the tick ``t`` (+1 % TR); ``i`` is the
+        latest of them when it lies in the tick's TR (the pairing rule), else None."""
+        hi = bisect.bisect_right(self._stamps, t + _TOL * self.tr)
+        latest = hi - 1 if hi and self._stamps[hi - 1] > t - (1 - _TOL) * self.tr else None
+        return hi, latest
+
     def _insert(self, stamp: float, vec: np.ndarray) -> list:
         pos = bisect.bisect_right(self._stamps, stamp)
         item = [stamp, vec, None]

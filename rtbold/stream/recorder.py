@@ -420,6 +420,18 @@ def read_raw_eeg(folder) -> tuple[np.ndarray, np.ndarray, dict]:
     return data, times, header
 
 
+def read_markers(folder) -> list[tuple[float, str]]:
+    """The markers a session recorded (``events.tsv`` rows of kind ``marker`` with an onset):
+    ``(stream time, description)`` in file order; empty without ``events.tsv``."""
+    path = Path(folder) / "events.tsv"
+    if not path.is_file():
+        return []
+    header, rows = read_tsv(path)
+    col = {c: i for i, c in enumerate(header)}
+    return [(float(r[col["onset"]]), r[col["description"]]) for r in rows
+            if r[col["kind"]] == "marker" and r[col["onset"]] != "n/a"]
+
+
 def export_raw_fif(folder, fname=None, *, overwrite: bool = False) -> Path:
     """Convert a session's raw EEG to a FIF file mne reads; markers become annotations.
 
@@ -458,20 +470,14 @@ def export_raw_fif(folder, fname=None, *, overwrite: bool = False) -> Path:
     info = mne.create_info(header["ch_names"], float(sfreq), types)
     info["description"] = f"rtbold session {folder.name}; first_lsl_time={times[0]!r}"
     raw = mne.io.RawArray(data.astype(np.float64) * scale[:, None], info, verbose="error")
-    ev_path = folder / "events.tsv"
-    if ev_path.is_file():
-        ev_header, rows = read_tsv(ev_path)
-        col = {c: i for i, c in enumerate(ev_header)}
-        onsets, descs = [], []
-        for r in rows:
-            if r[col["kind"]] != "marker" or r[col["onset"]] == "n/a":
-                continue
-            onset = float(r[col["onset"]]) - times[0]
-            if 0 <= onset <= times[-1] - times[0]:
-                onsets.append(onset)
-                descs.append(r[col["description"]] or "marker")
-        if onsets:
-            raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), descs))
+    onsets, descs = [], []
+    for t, desc in read_markers(folder):
+        onset = t - times[0]
+        if 0 <= onset <= times[-1] - times[0]:
+            onsets.append(onset)
+            descs.append(desc or "marker")
+    if onsets:
+        raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), descs))
     out = Path(fname) if fname is not None else folder / "eeg_raw.fif"
     raw.save(out, overwrite=overwrite, verbose="error")
     return out
